@@ -1,0 +1,11 @@
+"""tf.data pipelines: named sources and the standard `source -> decode -> cache -> shuffle -> augment -> batch
+-> prefetch` chain.
+
+    >>> data = kapps.data.load("digits", image_size=(32, 32), seed=0)
+    >>> train = kapps.data.pipeline(data.train, batch_size=64, training=True, augment=kapps.data.digit_augment())
+"""
+
+from kapps.data.pipeline import digit_augment, pipeline
+from kapps.data.sources import SOURCES, Data, load
+
+__all__ = ["SOURCES", "Data", "digit_augment", "load", "pipeline"]

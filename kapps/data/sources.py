@@ -1,0 +1,166 @@
+"""Data sources by name: embedded ones that need no download, and `tfds:NAME` from tensorflow-datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from kapps.errors import DataError
+
+SOURCES = ("digits", "tfds:NAME")
+
+
+@dataclass
+class Data:
+    """A loaded source, split three ways, each split an unbatched `tf.data.Dataset` of decoded `(image, label)`.
+
+    Attributes:
+        spec: the source as the user named it (`"digits"`, `"tfds:mnist"`).
+        train, val, test: the splits; images are float32 in [0, 1] at `input_shape`, labels int32.
+        input_shape: (height, width, channels) of every image.
+        class_names: one name per class; `num_classes` is its length.
+        sizes: number of examples in each split.
+    """
+
+    spec: str
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> dict:
+        """A JSON-ready description, stored in a run's config.json so the data can be loaded again."""
+        return {
+            "spec": self.spec,
+            "input_shape": list(self.input_shape),
+            "class_names": self.class_names,
+            "sizes": self.sizes,
+        }
+
+
+def load(spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1) -> Data:
+    """Load the source `spec` with decoded images at `image_size`.
+
+    Args:
+        spec: `"digits"` (scikit-learn's 1,797 8x8 handwritten digits, embedded) or `"tfds:NAME"` for an image
+            classification dataset of tensorflow-datasets (`"tfds:mnist"`).
+        image_size: (height, width) of the decoded images: smaller images are padded around, larger ones resized.
+        seed: seed of the split where the source has none of its own.
+        data_dir: tensorflow-datasets' data folder, for offline copies.
+        val_fraction: share of the training data held out for validation where the source has no such split.
+
+    Returns:
+        The `Data`, whose splits are fixed for one seed.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"A data source must be a name such as 'digits' or 'tfds:mnist', not {spec!r}.")
+    if spec == "digits":
+        return _digits(image_size=tuple(image_size), seed=seed, val_fraction=val_fraction)
+    if spec.startswith("tfds:") and len(spec) > len("tfds:"):
+        return _tfds(spec, image_size=tuple(image_size), data_dir=data_dir, val_fraction=val_fraction)
+    raise DataError(f"Unknown data source {spec!r}; use 'digits' or 'tfds:NAME' (for example 'tfds:mnist').")
+
+
+def fit_image(image: tf.Tensor, image_size) -> tf.Tensor:
+    """Scale an image tensor to float32 in [0, 1] and pad (centred) or resize it to `image_size`."""
+    image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
+    height, width = image_size
+    shape = image.shape
+    if shape[0] is not None and shape[0] <= height and shape[1] <= width:
+        return tf.image.resize_with_crop_or_pad(image, height, width)
+    return tf.image.resize(image, (height, width))
+
+
+def _digits(*, image_size, seed: int, val_fraction: float) -> Data:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype("float32")[..., None]  # (1797, 8, 8, 1), ink is 1
+    labels = digits.target.astype("int32")
+    # A fixed stratified 70/10/20 split: the same seed gives the same three sets on every machine.
+    rest_x, test_x, rest_y, test_y = train_test_split(
+        images, labels, test_size=0.2, stratify=labels, random_state=seed
+    )
+    train_x, val_x, train_y, val_y = train_test_split(
+        rest_x, rest_y, test_size=val_fraction / 0.8, stratify=rest_y, random_state=seed
+    )
+    # Upsample each 8x8 digit to 3/4 of the frame and centre it, as MNIST centres its digits in a margin.
+    inner = (image_size[0] * 3 // 4, image_size[1] * 3 // 4)
+
+    def decode(image, label):
+        image = tf.image.resize(image, inner, method="bilinear")
+        return tf.image.resize_with_crop_or_pad(image, *image_size), label
+
+    def split(x, y):
+        return tf.data.Dataset.from_tensor_slices((x, y)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return Data(
+        spec="digits",
+        train=split(train_x, train_y),
+        val=split(val_x, val_y),
+        test=split(test_x, test_y),
+        input_shape=(*image_size, 1),
+        class_names=[str(d) for d in range(10)],
+        sizes={"train": len(train_y), "val": len(val_y), "test": len(test_y)},
+    )
+
+
+def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -> Data:
+    import tensorflow_datasets as tfds
+
+    name = spec[len("tfds:") :]
+    val_percent = round(val_fraction * 100)
+    splits = [f"train[:{100 - val_percent}%]", f"train[{100 - val_percent}%:]", "test"]
+    try:
+        (train, val, test), info = tfds.load(
+            name, split=splits, data_dir=data_dir, as_supervised=True, with_info=True, shuffle_files=False
+        )
+    except Exception as err:  # tfds raises many types for a missing or unknown dataset; all are the user's to fix
+        where = f" in {data_dir!r}" if data_dir else ""
+        raise DataError(
+            f"tensorflow-datasets could not load {name!r}{where} ({type(err).__name__}: {str(err).splitlines()[0]})."
+        ) from None
+    label = info.features["label"]
+    channels = info.features["image"].shape[-1]
+
+    def decode(image, label):
+        return fit_image(image, image_size), tf.cast(label, tf.int32)
+
+    def split(ds):
+        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def size(ds):
+        n = int(ds.cardinality())
+        return n if n >= 0 else -1
+
+    return Data(
+        spec=spec,
+        train=split(train),
+        val=split(val),
+        test=split(test),
+        input_shape=(*image_size, channels),
+        class_names=list(label.names),
+        sizes={"train": size(train), "val": size(val), "test": size(test)},
+    )
+
+
+def as_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` examples of an unbatched split as NumPy arrays (images, labels)."""
+    if limit is not None:
+        ds = ds.take(limit)
+    images, labels = [], []
+    for image, label in ds.batch(256).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise DataError("The data split is empty.")
+    return np.concatenate(images), np.concatenate(labels)

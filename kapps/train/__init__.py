@@ -1,0 +1,23 @@
+"""The shared training engine that every recipe uses.
+
+`fit` trains a model into a run folder; `recipe_command` gives a recipe the shared options; `make_strategy` and
+`resolve_precision` are the tf.distribute strategy and dtype policy of DESIGN.md.
+"""
+
+from kapps.train.distribute import STRATEGIES, make_strategy
+from kapps.train.engine import Run, fit, seed_everything
+from kapps.train.options import TrainOptions, recipe_command
+from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
+
+__all__ = [
+    "PRECISIONS",
+    "STRATEGIES",
+    "Run",
+    "TrainOptions",
+    "fit",
+    "make_strategy",
+    "precision_policy",
+    "recipe_command",
+    "resolve_precision",
+    "seed_everything",
+]

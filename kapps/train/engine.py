@@ -1,0 +1,208 @@
+"""The shared training engine: seed, precision, strategy, callbacks, the run folder, resume and test metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import kapps
+from kapps.errors import OptionError
+from kapps.train.distribute import make_strategy
+from kapps.train.options import TrainOptions
+from kapps.train.plots import plot_curves
+from kapps.train.precision import precision_policy, resolve_precision
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+BACKUP_DIR = "backup"
+
+
+@dataclass
+class Run:
+    """A finished run: its folder, its best model and its test metrics."""
+
+    path: Path
+    model: keras.Model
+    metrics: dict
+    history: list[dict]
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; with `deterministic`, make TensorFlow's ops deterministic too."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit(
+    opts: TrainOptions,
+    *,
+    build_model: Callable[[], keras.Model],
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    test: tf.data.Dataset,
+    loss,
+    metrics: Sequence = (),
+    optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    config: dict | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> Run:
+    """Train `build_model()` on batched `train`, keep the best epoch by `monitor` and test it.
+
+    The run folder `opts.out` receives `config.json` (the options, `config`, versions), `history.csv`, `logs/`
+    (TensorBoard), `model.keras` (the best epoch), `metrics.json` (test metrics) and `plots/curves.png`. While
+    training, `backup/` holds the last finished epoch, so a killed run started again with the same `--out` (and
+    `--resume`, the default) goes on from there.
+
+    Args:
+        opts: the shared recipe options.
+        build_model: returns the model; called inside the strategy scope and under the dtype policy.
+        train, val, test: batched datasets (global batch size).
+        loss: the Keras loss.
+        metrics: Keras metrics, compiled with the model.
+        optimizer: returns the optimizer (inside the scope); Adam at `opts.lr` when omitted.
+        monitor, mode: the validation quantity that picks the best epoch, and whether lower or higher is better.
+        config: more JSON-ready facts for config.json (model name and arguments, data description...).
+        callbacks: more Keras callbacks.
+
+    Returns:
+        The `Run`, with the best model loaded back from `model.keras`.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max'. Received: mode={mode!r}")
+    out = _prepare_folder(Path(opts.out), resume=opts.resume)
+    seed_everything(opts.seed, deterministic=opts.deterministic)
+    strategy = make_strategy(opts.strategy)
+    policy = resolve_precision(opts.precision, strategy=strategy)
+    resuming = (out / BACKUP_DIR).exists()
+    _write_json(
+        out / CONFIG_FILE,
+        {
+            "options": opts.to_dict(),
+            "precision_policy": policy,
+            "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+            **(config or {}),
+            "versions": _versions(),
+        },
+    )
+    with precision_policy(policy), strategy.scope():
+        model = build_model()
+        model.compile(
+            optimizer=optimizer() if optimizer else keras.optimizers.Adam(opts.lr),
+            loss=loss,
+            metrics=list(metrics),
+        )
+    best_so_far = _best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        out / MODEL_FILE,
+        monitor=monitor,
+        mode=mode,
+        save_best_only=True,
+        initial_value_threshold=best_so_far,
+    )
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
+        checkpoint,
+        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
+        keras.callbacks.TensorBoard(str(out / "logs")),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    start = time.perf_counter()
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=opts.epochs,
+        steps_per_epoch=opts.steps_per_epoch,
+        callbacks=all_callbacks,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    if not (out / MODEL_FILE).exists():  # the monitored value never improved on the resumed best, or was NaN
+        model.save(out / MODEL_FILE)
+    with strategy.scope():
+        best = keras.saving.load_model(out / MODEL_FILE, safe_mode=True)
+    test_metrics = best.evaluate(test, return_dict=True, verbose=0)
+    history = _read_history(out / HISTORY_FILE)
+    run_metrics = {
+        **{f"test_{k}": float(v) for k, v in test_metrics.items()},
+        "best_epoch": _best_epoch(history, monitor, mode),
+        "epochs_run": len(history),
+        "train_seconds_this_session": round(seconds, 2),
+    }
+    _write_json(out / METRICS_FILE, run_metrics)
+    plot_curves(history, out / "plots" / "curves.png", title=out.name)
+    return Run(path=out, model=best, metrics=run_metrics, history=history)
+
+
+def _prepare_folder(out: Path, *, resume: bool) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OptionError(f"The run folder {str(out)!r} cannot be written ({err.strerror}).") from None
+    if not resume:
+        for name in (BACKUP_DIR, HISTORY_FILE, MODEL_FILE, METRICS_FILE, "logs", "plots"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _versions() -> dict:
+    return {
+        "kapps": kapps.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _best_epoch(history: list[dict], monitor: str, mode: str) -> int | None:
+    scored = [(row[monitor], int(row["epoch"])) for row in history if math.isfinite(row.get(monitor, math.nan))]
+    if not scored:
+        return None
+    return (min(scored) if mode == "min" else max(scored, key=lambda s: (s[0], -s[1])))[1]
+
+
+def _best_in_history(path: Path, monitor: str, mode: str) -> float | None:
+    history = _read_history(path)
+    epoch = _best_epoch(history, monitor, mode)
+    if epoch is None:
+        return None
+    return next(row[monitor] for row in history if int(row["epoch"]) == epoch)
