@@ -33,7 +33,10 @@ def main(opts: kapps.train.TrainOptions, connection_table: bool, activation: str
     # 1. Data: digits centred in a 32x32 frame, distorted a little while training.
     data = kapps.data.load(opts.data, image_size=(32, 32), seed=opts.seed, data_dir=opts.data_dir)
     train = kapps.data.pipeline(
-        data.train, batch_size=opts.batch_size, training=True, augment=kapps.data.digit_augment(seed=opts.seed),
+        data.train,
+        batch_size=opts.batch_size,
+        training=True,
+        augment=kapps.data.digit_augment(seed=opts.seed),
         seed=opts.seed,
     )
     val = kapps.data.pipeline(data.val, batch_size=256, training=False)
@@ -61,7 +64,11 @@ def main(opts: kapps.train.TrainOptions, connection_table: bool, activation: str
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor="val_loss",
         mode="min",
-        config={"task": "classification", "model": {"name": "lenet5", "kwargs": model_kwargs}, "data": data.describe()},
+        config={
+            "task": "classification",
+            "model": {"name": "lenet5", "kwargs": model_kwargs},
+            "data": data.describe(),
+        },
     )
 
     # 4. Evaluate: the test split, untouched until now.

@@ -46,7 +46,9 @@ class Data:
         }
 
 
-def load(spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1) -> Data:
+def load(
+    spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1
+) -> Data:
     """Load the source `spec` with decoded images at `image_size`.
 
     Args:
@@ -71,7 +73,11 @@ def load(spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None 
 
 def fit_image(image: tf.Tensor, image_size) -> tf.Tensor:
     """Scale an image tensor to float32 in [0, 1] and pad (centred) or resize it to `image_size`."""
-    image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
+    image = (
+        tf.image.convert_image_dtype(image, tf.float32)
+        if image.dtype == tf.uint8
+        else tf.cast(image, tf.float32)
+    )
     height, width = image_size
     shape = image.shape
     if shape[0] is not None and shape[0] <= height and shape[1] <= width:
@@ -124,7 +130,9 @@ def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
         (train, val, test), info = tfds.load(
             name, split=splits, data_dir=data_dir, as_supervised=True, with_info=True, shuffle_files=False
         )
-    except Exception as err:  # tfds raises many types for a missing or unknown dataset; all are the user's to fix
+    except (
+        Exception
+    ) as err:  # tfds raises many types for a missing or unknown dataset; all are the user's to fix
         where = f" in {data_dir!r}" if data_dir else ""
         raise DataError(
             f"tensorflow-datasets could not load {name!r}{where} ({type(err).__name__}: {str(err).splitlines()[0]})."

@@ -1,12 +1,12 @@
 """Model builders and the registry that names them.
 
-    >>> import kapps.models
-    >>> model = kapps.models.build("lenet5", num_classes=10)
-    >>> kapps.models.list_models(task="classification")
+>>> import kapps.models
+>>> model = kapps.models.build("lenet5", num_classes=10)
+>>> kapps.models.list_models(task="classification")
 """
 
 from kapps.models import lenet
 from kapps.models.lenet import lenet5
-from kapps.registry import ModelInfo, build, count_params, info, list_models
+from kapps.registry import TASKS, ModelInfo, build, count_params, info, list_models
 
-__all__ = ["ModelInfo", "build", "count_params", "info", "lenet", "lenet5", "list_models"]
+__all__ = ["TASKS", "ModelInfo", "build", "count_params", "info", "lenet", "lenet5", "list_models"]

@@ -21,7 +21,9 @@ def model_input(input_shape, *, weights=None, name: str = "image") -> keras.Kera
     """
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
-        raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}"
+        )
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be None or a file path. Received: weights={weights!r}")
     return keras.Input(shape=shape, name=name)

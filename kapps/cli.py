@@ -1,0 +1,146 @@
+"""The `kapps` command: `kapps models`, `kapps export`.
+
+A `KappsError` is printed as one line on stderr with exit status 1; `kapps --debug ...` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from kapps.errors import KappsError
+from kapps.formats import FORMATS, QUANTIZATIONS
+
+
+class _Group(click.Group):
+    """A click group that turns `KappsError` into one sentence and a non-zero exit, unless `--debug`."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KappsError as err:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(package_name="kapps")
+def main(debug: bool) -> None:
+    """kapps: modern computer-vision architectures as Keras builders, recipes and verified exports."""
+
+
+@main.command()
+@click.option("--task", default=None, help="Only the models of this task (classification, detection, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(task: str | None, as_json: bool) -> None:
+    """List the registered models with their reference parameter counts."""
+    from kapps import models as registry
+
+    if task is not None and task not in registry.TASKS:
+        raise KappsError(f"Unknown task {task!r}; choose one of {', '.join(registry.TASKS)}.")
+    rows = [registry.info(name) for name in registry.list_models(task)]
+    if as_json:
+        keys = ("name", "task", "input_shape", "num_classes", "param_count", "count_kind", "source")
+        click.echo(json.dumps([{k: getattr(i, k) for k in keys} for i in rows], indent=2))
+        return
+    header = ("model", "task", "input", "classes", "parameters", "counted", "source")
+    table = [header] + [
+        (
+            i.name,
+            i.task,
+            "x".join(str(d) for d in i.input_shape),
+            str(i.num_classes),
+            f"{i.param_count:,}",
+            i.count_kind,
+            i.source,
+        )
+        for i in rows
+    ]
+    widths = [max(len(r[c]) for r in table) for c in range(len(header) - 1)]
+    for r in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--format", "formats", type=click.Choice(FORMATS), default="all", show_default=True)
+@click.option(
+    "--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True, help="TFLite."
+)
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--out", default=None, help="Output folder [default: export/<run name>].")
+@click.option(
+    "--data", default=None, help="Data source for verification and calibration (default: the run's)."
+)
+@click.option("--data-dir", default=None, help="tensorflow-datasets data folder.")
+def export(path: str, formats: str, quantize: str, opset: int, out: str | None, data, data_dir) -> None:
+    """Export PATH (a run folder or a .keras file) and verify every artifact in its own runtime."""
+    from kapps.export import REPORT_FILE
+    from kapps.export import export as run_export
+
+    report = run_export(
+        path, formats=formats, quantize=quantize, opset=opset, out=out, data=data, data_dir=data_dir
+    )
+    click.echo(format_report(report))
+    click.echo(f"report: {report['out']}/{REPORT_FILE}")
+
+
+def format_report(report: dict) -> str:
+    """The export report as an aligned text table, one artifact a row."""
+    keras_ms = report["keras"]["median_latency_ms"]
+    header = (
+        "format",
+        "quantization",
+        "path",
+        "size",
+        "max |diff|",
+        "top-1 agree",
+        "latency ms",
+        "vs keras",
+        "ok",
+    )
+    rows = [header]
+    for a in report["artifacts"]:
+        rows.append(
+            (
+                a["format"],
+                a["quantization"],
+                a["path"],
+                _size(a["bytes"]),
+                f"{a['max_abs_diff']:.2e}",
+                "-" if a["top1_agreement"] is None else f"{a['top1_agreement'] * 100:.1f}%",
+                f"{a['median_latency_ms']:.3f}",
+                f"{keras_ms / a['median_latency_ms']:.1f}x" if a["median_latency_ms"] else "-",
+                "yes" if a["passed"] else "NO",
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    lines = []
+    accuracy = report.get("run_metrics", {}).get("test_accuracy")
+    if accuracy is not None:
+        lines.append(
+            f"model: {report['model']}, test accuracy {accuracy * 100:.2f}% (the run's metrics.json)"
+        )
+    lines.append(
+        f"parity: {report['inputs']['count']} images from {report['inputs']['data']}; "
+        f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"
+    )
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Run an exported artifact in its own runtime: one callable `images -> {output name: array}` per format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+
+
+def keras_runner(model) -> Runner:
+    """The Keras model itself, called eagerly (no `predict` overhead), outputs keyed like the exports."""
+    names = list(model.output_names)
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = model(images, training=False)
+        return _named(outputs, names)
+
+    return run
+
+
+def saved_model_runner(path: Path) -> Runner:
+    """The SavedModel's serving signature, through `tf.saved_model.load`."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures[SIGNATURE]
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = signature(**{INPUT_NAME: tf.constant(images)})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    run.keepalive = loaded  # the signature's variables live as long as the loaded object
+    return run
+
+
+def tflite_runner(path: Path, *, num_threads: int | None = None) -> Runner:
+    """The `.tflite` file's serving signature, through the LiteRT interpreter of `ai_edge_litert`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    runner = interpreter.get_signature_runner(SIGNATURE)
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in runner(**{INPUT_NAME: images}).items()}
+
+    run.keepalive = interpreter
+    return run
+
+
+def onnx_runner(path: Path) -> Runner:
+    """The `.onnx` file through an onnxruntime CPU `InferenceSession`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    input_name = session.get_inputs()[0].name
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {input_name: images}), strict=True))
+
+    return run
+
+
+RUNNERS = {"saved_model": saved_model_runner, "tflite": tflite_runner, "onnx": onnx_runner}
+
+
+def _named(outputs, names: list[str]) -> dict[str, np.ndarray]:
+    if isinstance(outputs, dict):
+        return {k: np.asarray(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return {n: np.asarray(v) for n, v in zip(names, outputs, strict=True)}
+    return {names[0]: np.asarray(outputs)}

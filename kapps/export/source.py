@@ -1,0 +1,110 @@
+"""What an export starts from: a run folder or a `.keras` file, and the real inputs to check it on."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
+from kapps.errors import DataError, ModelError
+
+
+@dataclass
+class Source:
+    """A loaded model and where its data comes from.
+
+    Attributes:
+        path: the run folder or `.keras` file given.
+        name: the run's name (the folder's, or the file's stem), the default export folder's name.
+        model: the Keras model, loaded with `safe_mode=True`.
+        config: the run's config.json, or `{}` for a bare `.keras` file.
+        data: `(split, limit) -> images` for the run's own data, or None when there is none.
+        data_description: where the inputs come from, for the report.
+    """
+
+    path: Path
+    name: str
+    model: keras.Model
+    config: dict
+    data: Callable[[str, int], np.ndarray] | None
+    data_description: str
+
+
+def load_source(path, *, data: str | None = None, data_dir: str | None = None) -> Source:
+    """Load a run folder (its `model.keras` and config.json) or a `.keras` file.
+
+    Args:
+        path: a run folder written by a recipe, or a `.keras` file.
+        data: a data source spec to take real inputs from, overriding the run's own (needed for int8
+            calibration of a bare `.keras` file).
+        data_dir: tensorflow-datasets data folder for that source.
+
+    Raises:
+        ModelError: the path is missing, is a folder that is not a run, or is not a readable Keras file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{str(path)!r} does not exist.")
+    config: dict = {}
+    if path.is_dir():
+        model_file = path / "model.keras"
+        if not model_file.is_file():
+            raise ModelError(f"{str(path)!r} is not a run folder: it has no model.keras.")
+        config_file = path / "config.json"
+        if config_file.is_file():
+            try:
+                config = json.loads(config_file.read_text())
+            except json.JSONDecodeError:
+                raise ModelError(f"The run's {str(config_file)!r} is not valid JSON.") from None
+        name = path.resolve().name
+    else:
+        model_file = path
+        name = path.stem
+    model = load_keras(model_file)
+    spec = data or config.get("data", {}).get("spec")
+    if spec is None:
+        return Source(path, name, model, config, None, "random uniform images in [0, 1] (no data known)")
+    options = config.get("options", {})
+    seed = options.get("seed", 0)
+    reader = _data_reader(spec, model, seed=seed, data_dir=data_dir or options.get("data_dir"))
+    return Source(path, name, model, config, reader, f"{spec} (seed {seed})")
+
+
+def load_keras(path: Path) -> keras.Model:
+    """Load a `.keras` file with `safe_mode=True`, turning every failure into one `ModelError` sentence."""
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ModelError(f"{str(path)!r} is not a Keras model file (.keras).")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # a damaged archive fails in many ways inside Keras; all mean the same here
+        raise ModelError(
+            f"{str(path)!r} could not be loaded as a Keras model ({type(err).__name__})."
+        ) from None
+
+
+def _data_reader(spec: str, model: keras.Model, *, seed: int, data_dir: str | None):
+    import kapps.data
+    from kapps.data.sources import as_arrays
+
+    shape = model.input_shape[1:]
+    if None in shape[:2]:
+        raise ModelError(
+            f"The model's input shape {shape} is not fixed, so its data cannot be sized for export."
+        )
+    loaded = kapps.data.load(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
+    if loaded.input_shape[-1] != shape[-1]:
+        raise DataError(
+            f"The data {spec!r} has {loaded.input_shape[-1]} channels but the model takes {shape[-1]}."
+        )
+    splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
+
+    def read(split: str, limit: int) -> np.ndarray:
+        return as_arrays(splits[split], limit)[0]
+
+    return read
