@@ -69,23 +69,17 @@ def models(task: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("path", type=click.Path())
 @click.option("--format", "formats", type=click.Choice(FORMATS), default="all", show_default=True)
-@click.option(
-    "--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True, help="TFLite."
-)
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True, help="TFLite.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--out", default=None, help="Output folder [default: export/<run name>].")
-@click.option(
-    "--data", default=None, help="Data source for verification and calibration (default: the run's)."
-)
+@click.option("--data", default=None, help="Data source for verification and calibration (default: the run's).")
 @click.option("--data-dir", default=None, help="tensorflow-datasets data folder.")
 def export(path: str, formats: str, quantize: str, opset: int, out: str | None, data, data_dir) -> None:
     """Export PATH (a run folder or a .keras file) and verify every artifact in its own runtime."""
     from kapps.export import REPORT_FILE
     from kapps.export import export as run_export
 
-    report = run_export(
-        path, formats=formats, quantize=quantize, opset=opset, out=out, data=data, data_dir=data_dir
-    )
+    report = run_export(path, formats=formats, quantize=quantize, opset=opset, out=out, data=data, data_dir=data_dir)
     click.echo(format_report(report))
     click.echo(f"report: {report['out']}/{REPORT_FILE}")
 
@@ -123,9 +117,7 @@ def format_report(report: dict) -> str:
     lines = []
     accuracy = report.get("run_metrics", {}).get("test_accuracy")
     if accuracy is not None:
-        lines.append(
-            f"model: {report['model']}, test accuracy {accuracy * 100:.2f}% (the run's metrics.json)"
-        )
+        lines.append(f"model: {report['model']}, test accuracy {accuracy * 100:.2f}% (the run's metrics.json)")
     lines.append(
         f"parity: {report['inputs']['count']} images from {report['inputs']['data']}; "
         f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"

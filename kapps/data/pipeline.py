@@ -45,9 +45,7 @@ def pipeline(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def digit_augment(
-    *, shift: float = 0.08, rotation: float = 0.03, zoom: float = 0.1, seed: int = 0
-) -> Callable:
+def digit_augment(*, shift: float = 0.08, rotation: float = 0.03, zoom: float = 0.1, seed: int = 0) -> Callable:
     """Small random shifts, rotations and zooms, the distortions LeCun et al. (1998) used on MNIST.
 
     Args:

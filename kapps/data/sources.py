@@ -46,9 +46,7 @@ class Data:
         }
 
 
-def load(
-    spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1
-) -> Data:
+def load(spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1) -> Data:
     """Load the source `spec` with decoded images at `image_size`.
 
     Args:
@@ -73,11 +71,7 @@ def load(
 
 def fit_image(image: tf.Tensor, image_size) -> tf.Tensor:
     """Scale an image tensor to float32 in [0, 1] and pad (centred) or resize it to `image_size`."""
-    image = (
-        tf.image.convert_image_dtype(image, tf.float32)
-        if image.dtype == tf.uint8
-        else tf.cast(image, tf.float32)
-    )
+    image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
     height, width = image_size
     shape = image.shape
     if shape[0] is not None and shape[0] <= height and shape[1] <= width:
@@ -93,9 +87,7 @@ def _digits(*, image_size, seed: int, val_fraction: float) -> Data:
     images = (digits.images / 16.0).astype("float32")[..., None]  # (1797, 8, 8, 1), ink is 1
     labels = digits.target.astype("int32")
     # A fixed stratified 70/10/20 split: the same seed gives the same three sets on every machine.
-    rest_x, test_x, rest_y, test_y = train_test_split(
-        images, labels, test_size=0.2, stratify=labels, random_state=seed
-    )
+    rest_x, test_x, rest_y, test_y = train_test_split(images, labels, test_size=0.2, stratify=labels, random_state=seed)
     train_x, val_x, train_y, val_y = train_test_split(
         rest_x, rest_y, test_size=val_fraction / 0.8, stratify=rest_y, random_state=seed
     )
@@ -130,9 +122,7 @@ def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
         (train, val, test), info = tfds.load(
             name, split=splits, data_dir=data_dir, as_supervised=True, with_info=True, shuffle_files=False
         )
-    except (
-        Exception
-    ) as err:  # tfds raises many types for a missing or unknown dataset; all are the user's to fix
+    except Exception as err:  # tfds raises many types for a missing or unknown dataset; all are the user's to fix
         where = f" in {data_dir!r}" if data_dir else ""
         raise DataError(
             f"tensorflow-datasets could not load {name!r}{where} ({type(err).__name__}: {str(err).splitlines()[0]})."

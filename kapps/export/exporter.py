@@ -136,9 +136,7 @@ def export(
         for artifact in artifacts:
             target = tmp / artifact.path
             if artifact.format == "tflite":
-                writers.write_tflite(
-                    saved_model, target, quantize=artifact.quantization, calibration=calibration
-                )
+                writers.write_tflite(saved_model, target, quantize=artifact.quantization, calibration=calibration)
             elif artifact.format == "onnx":
                 writers.write_onnx(source.model, target, opset=opset)
             entry = _verify(artifact, target, inputs, expected, latency_runs)
@@ -248,9 +246,7 @@ def _move_into_place(tmp: Path, out: Path, names: list[str], report: dict) -> No
     previous = out / REPORT_FILE
     if previous.is_file():
         try:
-            kept = [
-                e for e in json.loads(previous.read_text()).get("artifacts", []) if e.get("path") not in names
-            ]
+            kept = [e for e in json.loads(previous.read_text()).get("artifacts", []) if e.get("path") not in names]
         except (json.JSONDecodeError, AttributeError):
             kept = []
         kept = [e for e in kept if (out / e["path"]).exists()]

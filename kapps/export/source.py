@@ -83,9 +83,7 @@ def load_keras(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # a damaged archive fails in many ways inside Keras; all mean the same here
-        raise ModelError(
-            f"{str(path)!r} could not be loaded as a Keras model ({type(err).__name__})."
-        ) from None
+        raise ModelError(f"{str(path)!r} could not be loaded as a Keras model ({type(err).__name__}).") from None
 
 
 def _data_reader(spec: str, model: keras.Model, *, seed: int, data_dir: str | None):
@@ -94,14 +92,10 @@ def _data_reader(spec: str, model: keras.Model, *, seed: int, data_dir: str | No
 
     shape = model.input_shape[1:]
     if None in shape[:2]:
-        raise ModelError(
-            f"The model's input shape {shape} is not fixed, so its data cannot be sized for export."
-        )
+        raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
     loaded = kapps.data.load(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
     if loaded.input_shape[-1] != shape[-1]:
-        raise DataError(
-            f"The data {spec!r} has {loaded.input_shape[-1]} channels but the model takes {shape[-1]}."
-        )
+        raise DataError(f"The data {spec!r} has {loaded.input_shape[-1]} channels but the model takes {shape[-1]}.")
     splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
 
     def read(split: str, limit: int) -> np.ndarray:

@@ -56,9 +56,7 @@ class ConnectionTableConv2D(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=(k, k, self.connections), initializer="glorot_uniform", trainable=True
         )
-        self.bias = self.add_weight(
-            name="bias", shape=(self.table.shape[1],), initializer="zeros", trainable=True
-        )
+        self.bias = self.add_weight(name="bias", shape=(self.table.shape[1],), initializer="zeros", trainable=True)
 
     def call(self, inputs):
         scatter = ops.convert_to_tensor(self._scatter, dtype=self.kernel.dtype)

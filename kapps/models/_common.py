@@ -21,9 +21,7 @@ def model_input(input_shape, *, weights=None, name: str = "image") -> keras.Kera
     """
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
-        raise ValueError(
-            f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}"
-        )
+        raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}")
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be None or a file path. Received: weights={weights!r}")
     return keras.Input(shape=shape, name=name)
@@ -49,9 +47,7 @@ def classifier_head(
             raise ValueError(f"num_classes must be a positive integer. Received: num_classes={num_classes!r}")
         if flatten:
             x = keras.layers.Flatten(name="flatten")(x)
-        return keras.layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
+        return keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":

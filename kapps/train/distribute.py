@@ -46,9 +46,7 @@ def _tpu_resolver(*, required: bool):
         return resolver
     except (ValueError, tf.errors.NotFoundError, RuntimeError):
         if required:
-            raise OptionError(
-                "No TPU was found; use --strategy auto, default or mirrored on this machine."
-            ) from None
+            raise OptionError("No TPU was found; use --strategy auto, default or mirrored on this machine.") from None
         return None
 
 

@@ -194,9 +194,7 @@ def _read_history(path: Path) -> list[dict]:
 
 
 def _best_epoch(history: list[dict], monitor: str, mode: str) -> int | None:
-    scored = [
-        (row[monitor], int(row["epoch"])) for row in history if math.isfinite(row.get(monitor, math.nan))
-    ]
+    scored = [(row[monitor], int(row["epoch"])) for row in history if math.isfinite(row.get(monitor, math.nan))]
     if not scored:
         return None
     return (min(scored) if mode == "min" else max(scored, key=lambda s: (s[0], -s[1])))[1]

@@ -43,9 +43,7 @@ class TrainOptions:
         if not self.lr > 0:
             raise OptionError(f"--lr must be positive, not {self.lr!r}.")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise OptionError(
-                f"--steps-per-epoch must be a positive whole number, not {self.steps_per_epoch!r}."
-            )
+            raise OptionError(f"--steps-per-epoch must be a positive whole number, not {self.steps_per_epoch!r}.")
         if self.precision not in PRECISIONS:
             raise OptionError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.strategy not in STRATEGIES:
@@ -77,24 +75,14 @@ def recipe_command(*, name: str, help: str, **defaults):
         @click.option("--epochs", type=int, default=base["epochs"], help="Training epochs.")
         @click.option("--batch-size", type=int, default=base["batch_size"], help="Global batch size.")
         @click.option("--lr", type=float, default=base["lr"], help="Peak learning rate.")
-        @click.option(
-            "--precision", type=str, default=base["precision"], help=f"One of {', '.join(PRECISIONS)}."
-        )
-        @click.option(
-            "--strategy", type=str, default=base["strategy"], help=f"One of {', '.join(STRATEGIES)}."
-        )
+        @click.option("--precision", type=str, default=base["precision"], help=f"One of {', '.join(PRECISIONS)}.")
+        @click.option("--strategy", type=str, default=base["strategy"], help=f"One of {', '.join(STRATEGIES)}.")
         @click.option("--data", type=str, default=base["data"], help="Data source: 'digits' or 'tfds:NAME'.")
-        @click.option(
-            "--data-dir", type=str, default=None, help="tensorflow-datasets data folder (offline copies)."
-        )
+        @click.option("--data-dir", type=str, default=None, help="tensorflow-datasets data folder (offline copies).")
         @click.option("--out", type=str, default=base["out"], help="Run folder.")
-        @click.option(
-            "--seed", type=int, default=base["seed"], help="Seed of data split, shuffling and weights."
-        )
+        @click.option("--seed", type=int, default=base["seed"], help="Seed of data split, shuffling and weights.")
         @click.option("--resume/--no-resume", default=True, help="Resume an interrupted run in --out.")
-        @click.option(
-            "--steps-per-epoch", type=int, default=None, help="Cap on batches per epoch (smoke runs)."
-        )
+        @click.option("--steps-per-epoch", type=int, default=None, help="Cap on batches per epoch (smoke runs).")
         @click.option("--debug", is_flag=True, help="Show tracebacks.")
         @functools.wraps(main)
         def command(debug, **kwargs):
