@@ -51,12 +51,13 @@ def main(opts: kapps.train.TrainOptions, connection_table: bool, activation: str
     }
 
     # 3. Train with Adam and a cosine-decayed learning rate; keep the epoch with the best validation loss.
-    steps = opts.steps_per_epoch or -(-data.sizes["train"] // opts.batch_size)
+    steps = opts.epoch_steps(data.sizes["train"])
     schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps, alpha=0.01)
     run = kapps.train.fit(
         opts,
         build_model=lambda: kapps.models.build("lenet5", **model_kwargs),
         train=train,
+        train_steps=steps,
         val=val,
         test=test,
         loss=keras.losses.SparseCategoricalCrossentropy(),

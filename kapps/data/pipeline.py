@@ -21,28 +21,59 @@ def pipeline(
 ) -> tf.data.Dataset:
     """Batch a decoded split for training or evaluation.
 
+    In training the result is an endless stream of epochs, each shuffled with a seed made from `seed` and the
+    epoch's number, so the order of batches depends only on the seed: not on how many iterators Keras or a
+    tf.distribute strategy opens (MirroredStrategy opens one more than the default strategy). Pass the number of
+    batches in an epoch, `steps_per_epoch(n, batch_size)`, to `fit`.
+
     Args:
         ds: unbatched `(image, label)` dataset, already decoded.
         batch_size: the global batch size (a tf.distribute strategy splits it between replicas).
-        training: shuffle (reshuffled each epoch) and augment when true.
+        training: shuffle each epoch anew, augment, and repeat without end when true.
         augment: a batched `(images, labels) -> (images, labels)` function, applied only in training.
         cache: keep decoded examples in memory after the first pass.
-        shuffle_buffer: shuffle buffer size.
+        shuffle_buffer: how many examples are shuffled together.
         seed: shuffle seed, so one seed gives one order of batches.
-        drop_remainder: drop the last partial batch.
+        drop_remainder: drop the last partial batch of each epoch.
 
     Returns:
-        A batched, prefetching `tf.data.Dataset`.
+        A batched, prefetching `tf.data.Dataset`: endless in training, one pass otherwise.
     """
     if cache:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if training and augment is not None:
-        # Augmenting whole batches vectorises the random transforms.
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        one_epoch = ds
+
+        def epoch(number):
+            shuffled = _stateless_shuffle(one_epoch, buffer=shuffle_buffer, seed=seed, epoch=number)
+            return shuffled.batch(batch_size, drop_remainder=drop_remainder)
+
+        ds = tf.data.Dataset.counter().flat_map(epoch)
+        if augment is not None:
+            # Augmenting whole batches vectorises the random transforms.
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _stateless_shuffle(ds: tf.data.Dataset, *, buffer: int, seed: int, epoch) -> tf.data.Dataset:
+    """Shuffle one epoch as windows of `buffer` examples, each permuted by a stateless draw keyed on
+    (seed, epoch, window): the same order from every iterator, unlike `Dataset.shuffle`, whose reshuffling
+    advances with each iterator opened. A split no larger than `buffer` gets a full permutation."""
+
+    def permute(window, examples):
+        count = tf.shape(tf.nest.flatten(examples)[0])[0]
+        key = tf.stack([tf.cast(epoch, tf.int64) * 1_000_003 + window, tf.constant(seed, tf.int64)])
+        order = tf.argsort(tf.random.stateless_uniform([count], seed=key))
+        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda t: tf.gather(t, order), examples))
+
+    return ds.batch(buffer).enumerate().flat_map(permute)
+
+
+def steps_per_epoch(examples: int, batch_size: int, *, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of `examples` at `batch_size`: the `steps_per_epoch` of a training stream."""
+    return examples // batch_size if drop_remainder else -(-examples // batch_size)
 
 
 def digit_augment(*, shift: float = 0.08, rotation: float = 0.03, zoom: float = 0.1, seed: int = 0) -> Callable:

@@ -53,6 +53,7 @@ def fit(
     *,
     build_model: Callable[[], keras.Model],
     train: tf.data.Dataset,
+    train_steps: int,
     val: tf.data.Dataset,
     test: tf.data.Dataset,
     loss,
@@ -73,7 +74,9 @@ def fit(
     Args:
         opts: the shared recipe options.
         build_model: returns the model; called inside the strategy scope and under the dtype policy.
-        train, val, test: batched datasets (global batch size).
+        train, val, test: batched datasets (global batch size); `train` may be endless, as
+            `kapps.data.pipeline` makes it.
+        train_steps: batches in one training epoch (`opts.epoch_steps(examples)`).
         loss: the Keras loss.
         metrics: Keras metrics, compiled with the model.
         optimizer: returns the optimizer (inside the scope); Adam at `opts.lr` when omitted.
@@ -130,7 +133,7 @@ def fit(
         train,
         validation_data=val,
         epochs=opts.epochs,
-        steps_per_epoch=opts.steps_per_epoch,
+        steps_per_epoch=train_steps,
         callbacks=all_callbacks,
         verbose=2,
     )

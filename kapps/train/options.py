@@ -49,6 +49,11 @@ class TrainOptions:
         if self.strategy not in STRATEGIES:
             raise OptionError(f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
 
+    def epoch_steps(self, examples: int) -> int:
+        """Batches per training epoch over `examples`, capped by `--steps-per-epoch`."""
+        steps = -(-examples // self.batch_size)
+        return min(steps, self.steps_per_epoch) if self.steps_per_epoch else steps
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
