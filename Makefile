@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kapps-installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test lint clean
 

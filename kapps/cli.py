@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import sys
 
-import click
-
 from kapps.errors import KappsError
 from kapps.formats import FORMATS, QUANTIZATIONS
+
+import click
 
 
 class _Group(click.Group):

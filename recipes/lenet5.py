@@ -11,12 +11,12 @@ error on MNIST, 0.8% with distortions).
 
 from __future__ import annotations
 
-import click
-import keras
-
 import kapps.data
 import kapps.models
 import kapps.train
+
+import click
+import keras
 
 
 @kapps.train.recipe_command(

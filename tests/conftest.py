@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
-import pytest
-
 import kapps.data
 import kapps.models
 import kapps.train
+
+import keras
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 

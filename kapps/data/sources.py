@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kapps.errors import DataError
+
 import numpy as np
 import tensorflow as tf
-
-from kapps.errors import DataError
 
 SOURCES = ("digits", "tfds:NAME")
 

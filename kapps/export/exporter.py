@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from kapps.errors import ExportError
 from kapps.export import writers
 from kapps.export.runtimes import RUNNERS, Runner, keras_runner
 from kapps.export.source import Source, load_source
 from kapps.formats import FORMATS, QUANTIZATIONS
+
+import numpy as np
 
 REPORT_FILE = "export_report.json"
 
@@ -166,15 +166,16 @@ def _run_metrics(source: Source) -> dict:
 
 
 def _check_writable(out: Path) -> None:
+    """Fail before any work when `out` (or the folder it would be made in) cannot take files."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"The output {str(out)!r} is a file, not a folder.")
+    folder = out if out.exists() else out.parent
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as err:
-        raise ExportError(f"The output folder {str(out)!r} cannot be created ({err.strerror}).") from None
-    for folder in (out.parent, out):
-        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
-            raise ExportError(f"The output folder {str(folder)!r} is not writable.")
+        raise ExportError(f"The output folder {str(out)!r} cannot be written ({err.strerror}).") from None
 
 
 def _inputs(source: Source, samples: int) -> np.ndarray:

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-import numpy as np
-
 import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
 from kapps.errors import DataError, ModelError
+
+import keras
+import numpy as np
 
 
 @dataclass

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from kapps.export.runtimes import INPUT_NAME, SIGNATURE
+from kapps.formats import QUANTIZATIONS
+
 import keras
 import numpy as np
 import tensorflow as tf
-
-from kapps.export.runtimes import INPUT_NAME, SIGNATURE
-from kapps.formats import QUANTIZATIONS
 
 
 def serving_function(model: keras.Model) -> tuple[tf.types.experimental.GenericFunction, list[tf.TensorSpec]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-import keras
-
 from kapps.errors import ModelError
+
+import keras
 
 POOLINGS = (None, "avg", "max")
 

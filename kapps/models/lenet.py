@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import keras
-
 from kapps.layers import ConnectionTableConv2D
 from kapps.models._common import classifier_head, load_weights, model_input
 from kapps.registry import register_model
+
+import keras
 
 # Table I of the paper: which of S2's six maps each of C3's sixteen maps reads (rows are S2 maps).
 # Maps 0-5 read 3 contiguous maps, 6-11 read 4 contiguous, 12-14 read 4 non-contiguous, 15 reads all six.

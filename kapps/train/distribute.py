@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from kapps.errors import OptionError
+
+import tensorflow as tf
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-
 import kapps
 from kapps.errors import OptionError
 from kapps.train.distribute import make_strategy
 from kapps.train.options import TrainOptions
 from kapps.train.plots import plot_curves
 from kapps.train.precision import precision_policy, resolve_precision
+
+import keras
+import numpy as np
+import tensorflow as tf
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -135,6 +135,7 @@ def fit(
         epochs=opts.epochs,
         steps_per_epoch=train_steps,
         callbacks=all_callbacks,
+        shuffle=False,  # the pipeline shuffles
         verbose=2,
     )
     seconds = time.perf_counter() - start

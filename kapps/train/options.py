@@ -7,11 +7,11 @@ import functools
 import sys
 from dataclasses import dataclass
 
-import click
-
 from kapps.errors import KappsError, OptionError
 from kapps.train.distribute import STRATEGIES
 from kapps.train.precision import PRECISIONS
+
+import click
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
+from kapps.errors import OptionError
+
 import keras
 import tensorflow as tf
-
-from kapps.errors import OptionError
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 

@@ -1,13 +1,13 @@
 """Data sources and the pipeline: the digits split, tfds through mock data, errors."""
 
+import kapps.data
+from kapps.data.sources import as_arrays
+from kapps.errors import DataError
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-
-import kapps.data
-from kapps.data.sources import as_arrays
-from kapps.errors import DataError
 
 
 def test_digits_split_is_stratified_fixed_and_disjoint():
@@ -18,7 +18,7 @@ def test_digits_split_is_stratified_fixed_and_disjoint():
     train_x, train_y = as_arrays(data.train)
     test_x, test_y = as_arrays(data.test)
     assert train_x.shape == (1257, 32, 32, 1) and train_x.dtype == np.float32
-    assert 0.0 <= train_x.min() and train_x.max() <= 1.0
+    assert train_x.min() >= 0.0 and train_x.max() <= 1.0
     # Stratified: every class is 10% of the test split to within one image either way.
     assert np.all(np.abs(np.bincount(test_y, minlength=10) - 36) <= 1)
     # Disjoint: no test image appears in training.

@@ -1,12 +1,12 @@
 """LeNet-5: its layers, the paper's sparse C3 connection table, options and serialisation."""
 
-import keras
-import numpy as np
-import pytest
-
 import kapps.models
 from kapps.layers import ConnectionTableConv2D
 from kapps.models.lenet import C3_TABLE
+
+import keras
+import numpy as np
+import pytest
 
 
 def test_layer_shapes_follow_the_paper():

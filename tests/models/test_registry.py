@@ -1,9 +1,9 @@
 """Every registered model builds at its defaults with exactly its reference parameter count."""
 
-import pytest
-
 import kapps.models
 from kapps.errors import ModelError
+
+import pytest
 
 
 @pytest.mark.parametrize("name", kapps.models.list_models())

@@ -4,13 +4,14 @@ import csv
 import json
 import math
 
+import kapps.train
+from kapps.errors import OptionError
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import kapps.train
-from kapps.errors import OptionError
 from tests.conftest import train_lenet
 
 

@@ -1,0 +1,88 @@
+"""The `kapps` command: the model table, export, and one clear sentence for every user mistake."""
+
+import json
+
+from kapps.cli import main
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import run_cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_models_table():
+    result = invoke("models")
+    assert result.exit_code == 0
+    header, *rows = result.output.splitlines()
+    assert header.split()[:3] == ["model", "task", "input"]
+    lenet = next(r for r in rows if r.startswith("lenet5 "))
+    assert "61,706" in lenet and "classification" in lenet and "32x32x1" in lenet
+
+
+def test_models_json_and_task_filter():
+    rows = json.loads(invoke("models", "--json", "--task", "classification").output)
+    lenet = next(r for r in rows if r["name"] == "lenet5")
+    assert lenet["param_count"] == 61_706 and lenet["input_shape"] == [32, 32, 1]
+    assert json.loads(invoke("models", "--json", "--task", "detection").output) == []
+
+
+def test_export_prints_the_verification_table(lenet_run, tmp_path):
+    result = invoke("export", str(lenet_run.path), "--format", "all", "--out", str(tmp_path / "e"))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("model: lenet5, test accuracy")
+    table = [line.split() for line in lines if line.startswith(("saved_model", "tflite", "onnx"))]
+    assert [row[0] for row in table] == ["saved_model", "tflite", "onnx"]
+    assert all(row[-1] == "yes" for row in table)
+    assert (tmp_path / "e" / "export_report.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "/no/such/run"], "error: '/no/such/run' does not exist."),
+        (["models", "--task", "poetry"], "error: Unknown task 'poetry'"),
+    ],
+)
+def test_user_mistakes_are_one_line(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(message)
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_unknown_format_and_quantization_are_refused_before_work(lenet_run):
+    for args in (["--format", "coreml"], ["--quantize", "int4"]):
+        result = CliRunner().invoke(main, ["export", str(lenet_run.path), *args])
+        assert result.exit_code == 2
+        assert "is not one of" in result.output and "Traceback" not in result.output
+
+
+def test_cli_process_errors_are_clean(tmp_path):
+    """The real process: stderr is the one sentence, no TensorFlow chatter, no traceback, exit 1."""
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    for args, message in (
+        (["export", str(folder)], "is not a run folder: it has no model.keras."),
+        (["export", str(bad)], "is not a Keras model file (.keras)."),
+        (["export", str(tmp_path / "missing")], "does not exist."),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().startswith("error: ") and result.stderr.strip().endswith(message)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == [folder, bad] or sorted(tmp_path.iterdir()) == sorted([folder, bad])
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "export", str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ModelError" in result.stderr
