@@ -119,6 +119,7 @@ def export(
         "source": str(source.path),
         "out": str(out),
         "model": source.model.name,
+        "trained_policy": source.trained_policy,
         "inputs": {
             "data": source.data_description,
             "count": int(len(inputs)),

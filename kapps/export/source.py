@@ -26,6 +26,7 @@ class Source:
         config: the run's config.json, or `{}` for a bare `.keras` file.
         data: `(split, limit) -> images` for the run's own data, or None when there is none.
         data_description: where the inputs come from, for the report.
+        trained_policy: the dtype policy the model was saved with; exports compute in float32.
     """
 
     path: Path
@@ -34,6 +35,7 @@ class Source:
     config: dict
     data: Callable[[str, int], np.ndarray] | None
     data_description: str
+    trained_policy: str = "float32"
 
 
 def load_source(path, *, data: str | None = None, data_dir: str | None = None) -> Source:
@@ -66,14 +68,17 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
     else:
         model_file = path
         name = path.stem
-    model = load_keras(model_file)
+    saved = load_keras(model_file)
+    policies = {layer.dtype_policy.name for layer in saved.layers} - {"float32"}
+    policy = policies.pop() if len(policies) == 1 else "float32" if not policies else "mixed"
+    model = float32_twin(saved)
     spec = data or config.get("data", {}).get("spec")
     if spec is None:
-        return Source(path, name, model, config, None, "random uniform images in [0, 1] (no data known)")
+        return Source(path, name, model, config, None, "random uniform images in [0, 1] (no data known)", policy)
     options = config.get("options", {})
     seed = options.get("seed", 0)
     reader = _data_reader(spec, model, seed=seed, data_dir=data_dir or options.get("data_dir"))
-    return Source(path, name, model, config, reader, f"{spec} (seed {seed})")
+    return Source(path, name, model, config, reader, f"{spec} (seed {seed})", policy)
 
 
 def load_keras(path: Path) -> keras.Model:
@@ -84,6 +89,31 @@ def load_keras(path: Path) -> keras.Model:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # a damaged archive fails in many ways inside Keras; all mean the same here
         raise ModelError(f"{str(path)!r} could not be loaded as a Keras model ({type(err).__name__}).") from None
+
+
+def float32_twin(model: keras.Model) -> keras.Model:
+    """The same model computing in float32, for a model saved under a mixed-precision policy.
+
+    TFLite and ONNX take float32 graphs (reduced precision is what `--quantize` is for), so a model trained with
+    `mixed_float16` or `mixed_bfloat16` is rebuilt with every layer's policy set to float32 and given the same
+    weights, which mixed precision keeps in float32 already. Other models come back as they are.
+    """
+    mixed = [layer.name for layer in model.layers if layer.dtype_policy.name.startswith("mixed")]
+    if not mixed:
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(node["config"]["name"]).startswith("mixed"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: to_float32(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [to_float32(v) for v in node]
+        return node
+
+    twin = model.__class__.from_config(to_float32(model.get_config()))
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def _data_reader(spec: str, model: keras.Model, *, seed: int, data_dir: str | None):

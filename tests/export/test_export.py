@@ -113,6 +113,16 @@ def test_a_failed_export_keeps_what_was_there(lenet_run, tmp_path, monkeypatch):
     assert (tmp_path / "out" / "model.onnx").read_bytes() == before
 
 
+def test_a_mixed_precision_run_exports_in_float32(tmp_path):
+    from tests.conftest import train_lenet
+
+    train_lenet(tmp_path / "mixed", epochs=1, steps=2, precision="mixed_float16")
+    report = kapps.export.export(tmp_path / "mixed", formats="all", out=tmp_path / "out", latency_runs=3)
+    assert report["trained_policy"] == "mixed_float16"
+    for entry in report["artifacts"]:
+        assert entry["passed"] and entry["max_abs_diff"] <= 1e-4, entry
+
+
 def test_missing_path(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         kapps.export.export(tmp_path / "nothing")
