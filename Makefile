@@ -12,10 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Train LeNet-5 on the embedded digits, export it to SavedModel, TFLite (float32 and int8) and ONNX, verify each
+# artifact in its own runtime and print the table.
 demo: $(STAMP)
-	$(BIN)/python -m kapps.demo
+	$(BIN)/python recipes/lenet5.py --out saved_models/lenet5-demo --no-resume
+	$(BIN)/kapps export saved_models/lenet5-demo --format all --quantize int8 --out export/lenet5-demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kapps.data
+import kapps.models
+from kapps.data.sources import as_arrays
+from kapps.export import writers
+from kapps.export.runtimes import onnx_runner, saved_model_runner, tflite_runner
+
+import keras
 import numpy as np
+import tensorflow as tf
 
 MODELS = ("lenet5", "resnet50")
 DEFAULT_RUNS = {"lenet5": 50, "resnet50": 20}
@@ -69,10 +77,6 @@ def build_model(name: str):
     Returns:
         An untrained functional ``keras.Model``.
     """
-    import keras
-
-    import kapps.models
-
     keras.utils.set_random_seed(0)
     if name == "lenet5":
         return kapps.models.build("lenet5")
@@ -92,9 +96,6 @@ def calibration_images(name: str, input_shape: tuple[int, int, int]) -> np.ndarr
         A float32 array of shape (N, height, width, channels).
     """
     if name == "lenet5":
-        import kapps.data
-        from kapps.data.sources import as_arrays
-
         data = kapps.data.load("digits", image_size=input_shape[:2], seed=0)
         images, _ = as_arrays(data.train, 100)
         return images.astype("float32")
@@ -146,11 +147,6 @@ def prepare_runtimes(model, name: str, folder: Path, tflite_threads: int | None)
     Returns:
         The runtimes, Keras predict first.
     """
-    import tensorflow as tf
-
-    from kapps.export import writers
-    from kapps.export.runtimes import onnx_runner, saved_model_runner, tflite_runner
-
     compiled = tf.function(model, jit_compile=False, reduce_retracing=True)
     runtimes = [
         Runtime(BASELINE, lambda x: model.predict(x, verbose=0)),
@@ -176,10 +172,12 @@ def prepare_runtimes(model, name: str, folder: Path, tflite_threads: int | None)
     )
     onnx = timed_write("ONNX", lambda: writers.write_onnx(model, folder / "model.onnx", opset=17))
 
+    float_runner = tflite_runner(float_tflite, num_threads=tflite_threads)
+    int8_runner = tflite_runner(int8_tflite, num_threads=tflite_threads)
     runtimes += [
         Runtime("SavedModel", saved_model_runner(saved), disk_size(saved)),
-        Runtime("TFLite float32", tflite_runner(float_tflite, num_threads=tflite_threads), disk_size(float_tflite)),
-        Runtime("TFLite int8", tflite_runner(int8_tflite, num_threads=tflite_threads), disk_size(int8_tflite)),
+        Runtime("TFLite float32", float_runner, disk_size(float_tflite)),
+        Runtime("TFLite int8", int8_runner, disk_size(int8_tflite)),
         Runtime("onnxruntime", onnx_runner(onnx), disk_size(onnx)),
     ]
     return runtimes
@@ -255,7 +253,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", default=",".join(MODELS), help=f"comma-separated models to run, of {', '.join(MODELS)}"
     )
     parser.add_argument(
-        "--runs", type=int, default=None, help="timed calls per runtime per round (default: 50 LeNet, 20 ResNet)"
+        "--runs",
+        type=int,
+        default=None,
+        help="timed calls per runtime per round (default: 50 for LeNet-5, 20 for ResNet50)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (default: 3)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per runtime first (default: 5)")
@@ -269,8 +270,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown or not args.models:
-        parser.error(f"--models takes a comma-separated subset of {', '.join(MODELS)}; got {unknown or 'none'}")
-    if args.runs is not None and args.runs < 1 or args.repeats < 1 or args.warmup < 0:
+        got = ", ".join(unknown) or "none"
+        parser.error(f"--models takes a comma-separated subset of {', '.join(MODELS)}; got {got}")
+    if (args.runs is not None and args.runs < 1) or args.repeats < 1 or args.warmup < 0:
         parser.error("--runs and --repeats must be positive and --warmup not negative")
     args.tflite_threads = args.tflite_threads or None
     return args
@@ -279,8 +281,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print one table per model, then a line of speed-ups."""
     args = parse_args(argv)
-    import tensorflow as tf
-
     threads = args.tflite_threads if args.tflite_threads is not None else "default"
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, TFLite threads: {threads}")
     results = {name: run_model(name, args) for name in args.models}

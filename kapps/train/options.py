@@ -88,6 +88,9 @@ def recipe_command(*, name: str, help: str, **defaults):
         @click.option("--seed", type=int, default=base["seed"], help="Seed of data split, shuffling and weights.")
         @click.option("--resume/--no-resume", default=True, help="Resume an interrupted run in --out.")
         @click.option("--steps-per-epoch", type=int, default=None, help="Cap on batches per epoch (smoke runs).")
+        @click.option(
+            "--deterministic/--no-deterministic", default=True, help="Deterministic TensorFlow ops (slower on GPU)."
+        )
         @click.option("--debug", is_flag=True, help="Show tracebacks.")
         @functools.wraps(main)
         def command(debug, **kwargs):

@@ -19,7 +19,14 @@ def test_tiny_budget_runs_the_whole_path(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == {
         "name": "lenet5",
-        "kwargs": {"input_shape": [32, 32, 1], "num_classes": 10, "activation": "tanh", "connection_table": True},
+        "kwargs": {
+            "input_shape": [32, 32, 1],
+            "num_classes": 10,
+            "activation": "relu",
+            "subsampling": "avg",
+            "dropout": 0.25,
+            "connection_table": True,
+        },
     }
     assert config["options"]["epochs"] == 1 and config["options"]["steps_per_epoch"] == 3
     exported = run_cli("export", str(out), "--format", "tflite", "--out", str(tmp_path / "export"))
