@@ -53,14 +53,15 @@ class Runtime:
         call: maps a float32 batch to the model's output (any form; it is only waited on).
         size_bytes: size of the artifact on disk, None for the in-process Keras variants.
         round_medians_ms: median call time of each timed round, in milliseconds.
-        max_abs_diff: largest absolute difference of the output from Keras on the benchmark input.
+        rel_diff: largest absolute difference of the output from Keras on the benchmark input, divided by
+            the largest absolute Keras output (a sanity check that the artifact computes the same model).
     """
 
     name: str
     call: Callable[[np.ndarray], object]
     size_bytes: int | None = None
     round_medians_ms: list[float] = field(default_factory=list)
-    max_abs_diff: float = float("nan")
+    rel_diff: float = float("nan")
 
     @property
     def median_ms(self) -> float:
@@ -166,9 +167,7 @@ def prepare_runtimes(model, name: str, folder: Path, tflite_threads: int | None)
     )
     int8_tflite = timed_write(
         "TFLite int8",
-        lambda: writers.write_tflite(
-            saved, folder / "model_int8.tflite", quantize="int8", calibration=calibration
-        ),
+        lambda: writers.write_tflite(saved, folder / "model_int8.tflite", quantize="int8", calibration=calibration),
     )
     onnx = timed_write("ONNX", lambda: writers.write_onnx(model, folder / "model.onnx", opset=17))
 
@@ -197,19 +196,22 @@ def benchmark(runtimes: list[Runtime], x: np.ndarray, *, runs: int, repeats: int
     """Warm every runtime up, check its output against Keras, then time interleaved rounds (fills `runtimes`).
 
     Args:
-        runtimes: the runtimes, Keras predict first; their `round_medians_ms` and `max_abs_diff` are filled.
+        runtimes: the runtimes, Keras predict first; their `round_medians_ms` and `rel_diff` are filled.
         x: the batch-1 float32 input.
         runs: timed calls per runtime per round.
         repeats: number of rounds.
         warmup: untimed calls per runtime before the first round.
     """
-    reference = first_output(runtimes[0].call(x))
+    reference = first_output(runtimes[0].call(x)).astype("float64")
+    scale = float(np.max(np.abs(reference))) or 1.0
     for runtime in runtimes:
         for _ in range(warmup):
             runtime.call(x)
-        runtime.max_abs_diff = float(np.max(np.abs(first_output(runtime.call(x)) - reference)))
-    for _ in range(repeats):
-        for runtime in runtimes:
+        runtime.rel_diff = float(np.max(np.abs(first_output(runtime.call(x)) - reference))) / scale
+    for round_index in range(repeats):
+        # Rotate the order each round so that no runtime always runs first or right after the same neighbour.
+        shift = round_index % len(runtimes)
+        for runtime in runtimes[shift:] + runtimes[:shift]:
             runtime.round_medians_ms.append(time_calls(runtime.call, x, runs))
 
 
@@ -217,10 +219,10 @@ def print_table(name: str, runtimes: list[Runtime]) -> None:
     """Print one model's results as an aligned table."""
     baseline = runtimes[0].median_ms
     header = (
-        f"{'runtime':<16} {'median ms':>10} {'speed-up':>9} {'round medians ms':>26} {'size MB':>8} "
-        f"{'max|diff|':>9}"
+        f"{'runtime':<16} {'median ms':>10} {'speed-up':>9} {'round medians ms':>26} {'size MB':>8} {'rel diff':>9}"
     )
     print(f"\n{name}: batch-1 latency, median of round medians; speed-up = Keras predict ms / runtime ms")
+    print("(rel diff: max |output - Keras output| / max |Keras output|, on the timed input)")
     print(header)
     print("-" * len(header))
     for r in runtimes:
@@ -228,7 +230,7 @@ def print_table(name: str, runtimes: list[Runtime]) -> None:
         size = f"{r.size_bytes / 1e6:.2f}" if r.size_bytes is not None else "-"
         print(
             f"{r.name:<16} {r.median_ms:>10.3f} {baseline / r.median_ms:>8.2f}x {rounds:>26} {size:>8} "
-            f"{r.max_abs_diff:>9.1e}"
+            f"{r.rel_diff:>9.1e}"
         )
 
 
@@ -264,7 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tflite-threads",
         type=int,
         default=os.cpu_count(),
-        help="num_threads of the TFLite interpreters; 0 means the runner's default (default: CPU count)",
+        help="num_threads of the TFLite interpreters (default: CPU count, as kapps' own runner uses)",
     )
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]

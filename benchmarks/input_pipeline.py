@@ -43,16 +43,35 @@ BASELINE = "in-memory"
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall time of every epoch, in seconds."""
+    """Records each epoch's wall time, its number of steps and how long its first batch took to start.
+
+    Attributes:
+        seconds: wall time of each epoch, from `on_epoch_begin` to `on_epoch_end`.
+        steps: training steps run in each epoch.
+        start_seconds: time from `on_epoch_begin` to the first `on_train_batch_begin` of each epoch, mostly
+            the set-up of the epoch's data iterator.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
+        self.steps: list[int] = []
+        self.start_seconds: list[float] = []
         self._start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Start the epoch's clock."""
+        self.steps.append(0)
         self._start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Note when the epoch's first batch starts."""
+        if self.steps[-1] == 0:
+            self.start_seconds.append(time.perf_counter() - self._start)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Count the step."""
+        self.steps[-1] += 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stop the epoch's clock and record the duration."""
@@ -68,12 +87,16 @@ class Variant:
         fit: trains a fresh model for the given number of epochs with the given callbacks.
         images_per_second: one value per round, from that round's median epoch time.
         epoch_seconds: one median epoch time per round.
+        start_seconds: one median time to an epoch's first batch per round.
+        steps: the steps of every timed epoch (all equal when the comparison is fair).
     """
 
     name: str
     fit: Callable[[keras.Model, int, list[keras.callbacks.Callback]], None]
     images_per_second: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    start_seconds: list[float] = field(default_factory=list)
+    steps: set[int] = field(default_factory=set)
 
     @property
     def median_images_per_second(self) -> float:
@@ -85,9 +108,7 @@ def fresh_model(seed: int = 0) -> keras.Model:
     """A newly built and compiled LeNet-5 with the same initial weights every time."""
     keras.utils.set_random_seed(seed)
     model = kapps.models.build("lenet5")
-    model.compile(
-        optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -118,11 +139,11 @@ def make_variants(data, x: np.ndarray, y: np.ndarray) -> list[Variant]:
                 seed=0,
             )
             # The training pipeline is an endless stream of epochs: `fit` needs the batches in one epoch.
-            endless = int(train.cardinality()) in (tf.data.INFINITE_CARDINALITY, tf.data.UNKNOWN_CARDINALITY)
             model.fit(
                 train,
                 epochs=epochs,
-                steps_per_epoch=steps if endless else None,
+                steps_per_epoch=steps,
+                shuffle=False,  # the pipeline shuffles
                 verbose=0,
                 callbacks=callbacks,
             )
@@ -148,35 +169,43 @@ def measure(variant: Variant, n_train: int, epochs: int) -> None:
     variant.fit(fresh_model(), epochs, [timer])
     median_seconds = statistics.median(timer.seconds[1:])
     variant.epoch_seconds.append(median_seconds)
+    variant.start_seconds.append(statistics.median(timer.start_seconds[1:]))
     variant.images_per_second.append(n_train / median_seconds)
+    variant.steps.update(timer.steps[1:])
 
 
 def print_table(variants: list[Variant], n_train: int, epochs: int) -> None:
     """Print the throughput of each variant and its ratio to the in-memory baseline."""
     baseline = variants[0].median_images_per_second
     print(
-        f"\nLeNet-5 training throughput, {n_train} images/epoch, batch {BATCH_SIZE}, median of {epochs - 1} "
-        f"timed epochs per round, median over rounds; ratio = variant / {BASELINE}"
+        f"\nLeNet-5 training throughput, {n_train} images/epoch, batch {BATCH_SIZE}: median of {epochs - 1} "
+        "timed epochs per round, median over rounds"
     )
-    header = f"{'variant':<18} {'images/s':>9} {'epoch ms':>9} {'ratio':>6}   per-round images/s"
+    print(
+        f"(ratio = variant images/s / {BASELINE} images/s; steps = steps per epoch; "
+        "start ms = median time from epoch begin to its first batch)"
+    )
+    header = (
+        f"{'variant':<18} {'images/s':>9} {'ratio':>6} {'epoch ms':>9} {'start ms':>9} {'steps':>6}   "
+        "per-round images/s"
+    )
     print(header)
     print("-" * len(header))
     for v in variants:
         rounds = " ".join(f"{ips:7.0f}" for ips in v.images_per_second)
         epoch_ms = statistics.median(v.epoch_seconds) * 1000
+        start_ms = statistics.median(v.start_seconds) * 1000
+        steps = "/".join(str(n) for n in sorted(v.steps))
         ratio = v.median_images_per_second / baseline
-        print(f"{v.name:<18} {v.median_images_per_second:>9.0f} {epoch_ms:>9.1f} {ratio:>6.3f}   {rounds}")
+        throughput = v.median_images_per_second
+        print(f"{v.name:<18} {throughput:>9.0f} {ratio:>6.3f} {epoch_ms:>9.1f} {start_ms:>9.1f} {steps:>6}   {rounds}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="rounds of the alternating variants (default: 3)"
-    )
-    parser.add_argument(
-        "--epochs", type=int, default=6, help="epochs per fit, the first one discarded (default: 6)"
-    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the alternating variants (default: 3)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per fit, the first one discarded (default: 6)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.epochs < 2:
         parser.error("--repeats must be at least 1 and --epochs at least 2 (the first epoch is discarded)")

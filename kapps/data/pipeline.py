@@ -48,7 +48,12 @@ def pipeline(
             shuffled = _stateless_shuffle(one_epoch, buffer=shuffle_buffer, seed=seed, epoch=number)
             return shuffled.batch(batch_size, drop_remainder=drop_remainder)
 
-        ds = tf.data.Dataset.counter().flat_map(epoch)
+        # flat_map hides that the stream never ends; saying so lets Keras insist on steps_per_epoch.
+        ds = (
+            tf.data.Dataset.counter()
+            .flat_map(epoch)
+            .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        )
         if augment is not None:
             # Augmenting whole batches vectorises the random transforms.
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -41,7 +41,7 @@ def write_saved_model(model: keras.Model, path: Path) -> Path:
     archive.track(model)
     archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=spec)
     archive.write_out(str(path), verbose=False)
-    return path
+    return Path(path)
 
 
 def write_tflite(
@@ -73,6 +73,7 @@ def write_tflite(
             raise ValueError("int8 quantization needs calibration data")
         converter.representative_dataset = lambda: ([image] for image in calibration())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = Path(path)
     path.write_bytes(converter.convert())
     return path
 
@@ -83,4 +84,4 @@ def write_onnx(model: keras.Model, path: Path, *, opset: int = 17) -> Path:
 
     serve, spec = serving_function(model)
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
-    return path
+    return Path(path)

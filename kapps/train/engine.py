@@ -142,7 +142,9 @@ def fit(
     if not (out / MODEL_FILE).exists():  # the monitored value never improved on the resumed best, or was NaN
         model.save(out / MODEL_FILE)
     with strategy.scope():
-        best = keras.saving.load_model(out / MODEL_FILE, safe_mode=True)
+        # The optimizer's state is of no use for testing; compiling anew skips restoring it.
+        best = keras.saving.load_model(out / MODEL_FILE, compile=False, safe_mode=True)
+        best.compile(loss=loss, metrics=list(metrics))
     test_metrics = best.evaluate(test, return_dict=True, verbose=0)
     history = _read_history(out / HISTORY_FILE)
     run_metrics = {
