@@ -173,6 +173,11 @@ def test_bad_format_or_quantization(lenet_run, formats, quantize, message):
         kapps.export.export(lenet_run.path, formats=formats, quantize=quantize)
 
 
+def test_opset_out_of_range(lenet_run):
+    with pytest.raises(ExportError, match="--opset must be between 9 and 18"):
+        kapps.export.export(lenet_run.path, formats="onnx", opset=30)
+
+
 def test_int8_needs_calibration_data(lenet_run, tmp_path):
     with pytest.raises(ExportError, match="int8 quantization needs calibration data"):
         kapps.export.export(lenet_run.path / "model.keras", formats="tflite", quantize="int8", out=tmp_path / "o")

@@ -60,3 +60,23 @@ def test_defaults_reach_the_issue_accuracy(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 60
     assert metrics["test_accuracy"] >= 0.985, metrics
+
+
+def test_tfds_mnist_path_with_mock_data(tmp_path):
+    """The paper's setting, `--data tfds:mnist`, end to end on tensorflow-datasets' mock data (no download)."""
+    import importlib.util
+
+    import tensorflow_datasets as tfds
+    from click.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("lenet5_recipe", RECIPE)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out = tmp_path / "mnist"
+    with tfds.testing.mock_data(num_examples=64):
+        args = ["--data", "tfds:mnist", "--epochs", "1", "--steps-per-epoch", "2", "--out", str(out)]
+        result = CliRunner().invoke(recipe.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["spec"] == "tfds:mnist" and config["data"]["input_shape"] == [32, 32, 1]
+    assert 0.0 <= json.loads((out / "metrics.json").read_text())["test_accuracy"] <= 1.0
