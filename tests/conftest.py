@@ -51,3 +51,30 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     command = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "kapps.cli", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(command, cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_exports_match(model, images, folder: Path, *, atol: float = 1e-4) -> dict:
+    """Write `model` as SavedModel, TFLite and ONNX under `folder`, run each in its own runtime on `images` and
+    check every output against the Keras model (max abs diff <= atol, same top-1 class). Returns the diffs."""
+    from kapps.export import keras_runner, onnx_runner, saved_model_runner, tflite_runner, writers
+
+    import numpy as np
+
+    folder = Path(folder)
+    expected = keras_runner(model)(images)
+    saved = writers.write_saved_model(model, folder / "saved_model")
+    artifacts = {
+        "saved_model": saved_model_runner(saved),
+        "tflite": tflite_runner(writers.write_tflite(saved, folder / "model.tflite")),
+        "onnx": onnx_runner(writers.write_onnx(model, folder / "model.onnx")),
+    }
+    diffs = {}
+    for name, runner in artifacts.items():
+        got = runner(images)
+        assert set(got) == set(expected), (name, sorted(got), sorted(expected))
+        diffs[name] = max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected)
+        assert diffs[name] <= atol, (name, diffs[name])
+        for k, v in expected.items():
+            if v.ndim == 2 and v.shape[-1] > 1:
+                np.testing.assert_array_equal(np.argmax(got[k], -1), np.argmax(v, -1), err_msg=name)
+    return diffs

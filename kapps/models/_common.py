@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from kapps.errors import ModelError
 
@@ -11,19 +13,58 @@ import keras
 POOLINGS = (None, "avg", "max")
 
 
-def model_input(input_shape, *, weights=None, name: str = "image") -> keras.KerasTensor:
+@dataclass(frozen=True)
+class ImagenetWeights:
+    """Where keras.applications keeps the ImageNet weights of an architecture kapps reproduces layer for layer.
+
+    Attributes:
+        top: file name of the weights with the classifier (1000 classes).
+        notop: file name of the weights without it.
+        origin: the folder URL the two files are downloaded from when they are not in the Keras cache.
+    """
+
+    top: str
+    notop: str
+    origin: str
+
+
+def keras_cache() -> Path:
+    """The Keras cache folder: `$KERAS_HOME`, else `~/.keras`; weight files live in its `models/`."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def model_input(
+    input_shape,
+    *,
+    weights=None,
+    imagenet: ImagenetWeights | None = None,
+    include_top: bool = True,
+    num_classes: int = 1000,
+    name: str = "image",
+) -> keras.KerasTensor:
     """The model's input tensor, after checking `input_shape` and `weights`.
 
     Args:
         input_shape: (height, width, channels), each a positive int or None for height and width.
-        weights: `None` or a path; checked here so a bad value fails before any layer is built.
+        weights: `None`, `"imagenet"` (only where `imagenet` is given) or a path; checked here so a bad value fails
+            before any layer is built.
+        imagenet: the architecture's keras.applications ImageNet files, or None where there are none.
+        include_top: whether the model has its classifier; with ImageNet weights it must have 1000 classes.
+        num_classes: the classifier's size.
         name: input name, which becomes the exported signature's input name.
     """
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
         raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}")
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None or a file path. Received: weights={weights!r}")
+    if weights == "imagenet":
+        if imagenet is None:
+            raise ValueError("weights='imagenet' is offered only for the keras.applications architectures.")
+        if include_top and num_classes != 1000:
+            raise ValueError(
+                f"weights='imagenet' with include_top=True needs num_classes=1000. Received: num_classes={num_classes}"
+            )
+    elif weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be None, 'imagenet' or a file path. Received: weights={weights!r}")
     return keras.Input(shape=shape, name=name)
 
 
@@ -55,10 +96,23 @@ def classifier_head(
     return x
 
 
-def load_weights(model: keras.Model, weights) -> None:
-    """Load a weight file (`.weights.h5` or a `.keras` file of the same architecture) into `model`."""
+def load_weights(
+    model: keras.Model, weights, *, imagenet: ImagenetWeights | None = None, include_top: bool = True
+) -> None:
+    """Load `weights` into `model`.
+
+    Args:
+        model: the freshly built model.
+        weights: `None` (nothing to do), `"imagenet"` (the keras.applications file: from the Keras cache, else
+            downloaded; offline without the file this fails with one sentence), or the path of a `.weights.h5`,
+            a keras.applications-style `.h5` or a `.keras` file of the same architecture.
+        imagenet: the architecture's ImageNet files, for `"imagenet"`.
+        include_top: picks the file with or without the classifier.
+    """
     if weights is None:
         return
+    if weights == "imagenet":
+        weights = _imagenet_file(model.name, imagenet, include_top=include_top)
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise ModelError(f"The weight file {path!r} does not exist.")
@@ -70,3 +124,20 @@ def load_weights(model: keras.Model, weights) -> None:
             model.load_weights(path)
     except (ValueError, OSError) as err:
         raise ModelError(f"The weights in {path!r} do not fit model {model.name!r}: {err}") from None
+
+
+def _imagenet_file(name: str, imagenet: ImagenetWeights | None, *, include_top: bool) -> str:
+    if imagenet is None:
+        raise ModelError(f"There are no ImageNet weights for {name!r}; pass weights=None or a file path.")
+    file = imagenet.top if include_top else imagenet.notop
+    cache = keras_cache()
+    cached = cache / "models" / file
+    if cached.is_file():
+        return str(cached)
+    try:
+        return keras.utils.get_file(file, imagenet.origin + file, cache_subdir="models", cache_dir=str(cache))
+    except Exception as err:  # no network, a proxy, a refused download: all leave the user the same fix
+        raise ModelError(
+            f"The ImageNet weights of {name!r} are not in the Keras cache ({cached}) and could not be downloaded "
+            f"({type(err).__name__}); put the file there or pass weights=PATH."
+        ) from None

@@ -85,3 +85,11 @@ def test_without_top():
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         kapps.models.build("lenet5", **kwargs)
+
+
+def test_exports_match_keras(tmp_path):
+    from tests.conftest import assert_exports_match
+
+    model = kapps.models.build("lenet5", connection_table=True)
+    images = np.random.default_rng(3).uniform(size=(4, 32, 32, 1)).astype("float32")
+    assert_exports_match(model, images, tmp_path)
