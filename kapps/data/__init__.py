@@ -5,7 +5,7 @@
     >>> train = kapps.data.pipeline(data.train, batch_size=64, training=True, augment=kapps.data.digit_augment())
 """
 
-from kapps.data.pipeline import digit_augment, pipeline, steps_per_epoch
+from kapps.data.pipeline import cifar_augment, digit_augment, pipeline, steps_per_epoch
 from kapps.data.sources import SOURCES, Data, load
 
-__all__ = ["SOURCES", "Data", "digit_augment", "load", "pipeline", "steps_per_epoch"]
+__all__ = ["SOURCES", "Data", "cifar_augment", "digit_augment", "load", "pipeline", "steps_per_epoch"]

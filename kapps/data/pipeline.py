@@ -55,8 +55,9 @@ def pipeline(
             .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         )
         if augment is not None:
-            # Augmenting whole batches vectorises the random transforms.
-            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+            # Whole batches, to vectorise the random transforms; one call at a time, because the transforms draw
+            # from a seed generator whose state parallel calls would advance in an unpredictable order.
+            ds = ds.map(augment)
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -100,6 +101,35 @@ def digit_augment(*, shift: float = 0.08, rotation: float = 0.03, zoom: float = 
             keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 2),
         ],
         name="digit_augment",
+    )
+
+    def augment(images, labels):
+        return layers(images, training=True), labels
+
+    return augment
+
+
+def cifar_augment(*, pad: int = 4, size: int = 32, seed: int = 0) -> Callable:
+    """The standard CIFAR augmentation of He et al. (2016): pad by `pad` pixels, crop back at random, flip.
+
+    A random whole-pixel translation of up to `pad` pixels with zero fill is the same as padding and cropping,
+    and is drawn per image.
+
+    Args:
+        pad: padding on each side, in pixels.
+        size: the image side the padding is relative to.
+        seed: seed of the random transforms.
+
+    Returns:
+        A function mapping a batch `(images, labels)` to augmented images and the same labels.
+    """
+    shift = pad / size
+    layers = keras.Sequential(
+        [
+            keras.layers.RandomTranslation(shift, shift, fill_mode="constant", interpolation="nearest", seed=seed),
+            keras.layers.RandomFlip("horizontal", seed=seed + 1),
+        ],
+        name="cifar_augment",
     )
 
     def augment(images, labels):

@@ -9,7 +9,7 @@ from kapps.errors import DataError
 import numpy as np
 import tensorflow as tf
 
-SOURCES = ("digits", "tfds:NAME")
+SOURCES = ("digits", "tfds:NAME", "folder:PATH")
 
 
 @dataclass
@@ -46,35 +46,85 @@ class Data:
         }
 
 
-def load(spec: str, *, image_size=(32, 32), seed: int = 0, data_dir: str | None = None, val_fraction=0.1) -> Data:
+def load(
+    spec: str,
+    *,
+    image_size=(32, 32),
+    seed: int = 0,
+    data_dir: str | None = None,
+    val_fraction=0.1,
+    channels: int | None = None,
+) -> Data:
     """Load the source `spec` with decoded images at `image_size`.
 
     Args:
-        spec: `"digits"` (scikit-learn's 1,797 8x8 handwritten digits, embedded) or `"tfds:NAME"` for an image
-            classification dataset of tensorflow-datasets (`"tfds:mnist"`).
+        spec: `"digits"` (scikit-learn's 1,797 8x8 handwritten digits, embedded), `"tfds:NAME"` for an image
+            classification dataset of tensorflow-datasets (`"tfds:mnist"`, `"tfds:cifar10"`) or `"folder:PATH"`
+            for image files in one subfolder per class (see `kapps.data.folder`).
         image_size: (height, width) of the decoded images: smaller images are padded around, larger ones resized.
         seed: seed of the split where the source has none of its own.
         data_dir: tensorflow-datasets' data folder, for offline copies.
         val_fraction: share of the training data held out for validation where the source has no such split.
+        channels: 1 or 3 to convert every image to grey or RGB; the source's own channels when None (3 for
+            folders).
 
     Returns:
         The `Data`, whose splits are fixed for one seed.
     """
     if not isinstance(spec, str) or not spec:
         raise DataError(f"A data source must be a name such as 'digits' or 'tfds:mnist', not {spec!r}.")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, not {channels!r}.")
+    image_size = tuple(image_size)
     if spec == "digits":
-        return _digits(image_size=tuple(image_size), seed=seed, val_fraction=val_fraction)
-    if spec.startswith("tfds:") and len(spec) > len("tfds:"):
-        return _tfds(spec, image_size=tuple(image_size), data_dir=data_dir, val_fraction=val_fraction)
-    raise DataError(f"Unknown data source {spec!r}; use 'digits' or 'tfds:NAME' (for example 'tfds:mnist').")
+        data = _digits(image_size=image_size, seed=seed, val_fraction=val_fraction)
+    elif spec.startswith("tfds:") and len(spec) > len("tfds:"):
+        data = _tfds(spec, image_size=image_size, data_dir=data_dir, val_fraction=val_fraction)
+    elif spec.startswith("folder:") and len(spec) > len("folder:"):
+        from kapps.data.folder import load_folder
+
+        return load_folder(
+            spec,
+            image_size=image_size,
+            channels=channels or 3,
+            seed=seed,
+            val_fraction=val_fraction,
+            fit_image=fit_image,
+        )
+    else:
+        raise DataError(
+            f"Unknown data source {spec!r}; use 'digits', 'tfds:NAME' (for example 'tfds:mnist') or 'folder:PATH'."
+        )
+    return data if channels is None else _with_channels(data, channels)
 
 
-def fit_image(image: tf.Tensor, image_size) -> tf.Tensor:
-    """Scale an image tensor to float32 in [0, 1] and pad (centred) or resize it to `image_size`."""
+def _with_channels(data: Data, channels: int) -> Data:
+    """The same data with every image converted to `channels` (grey to RGB by repetition, RGB to grey by luma)."""
+    if data.input_shape[-1] == channels:
+        return data
+
+    def convert(image, label):
+        image = tf.image.grayscale_to_rgb(image) if channels == 3 else tf.image.rgb_to_grayscale(image)
+        return image, label
+
+    return Data(
+        spec=data.spec,
+        train=data.train.map(convert),
+        val=data.val.map(convert),
+        test=data.test.map(convert),
+        input_shape=(*data.input_shape[:2], channels),
+        class_names=data.class_names,
+        sizes=data.sizes,
+    )
+
+
+def fit_image(image: tf.Tensor, image_size, *, resize: bool = False) -> tf.Tensor:
+    """Scale an image tensor to float32 in [0, 1] and fit it to `image_size`: resized when `resize` or when it is
+    larger, else padded around (MNIST's 28x28 digits in LeNet's 32x32 frame)."""
     image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
     height, width = image_size
     shape = image.shape
-    if shape[0] is not None and shape[0] <= height and shape[1] <= width:
+    if not resize and shape[0] is not None and shape[0] <= height and shape[1] <= width:
         return tf.image.resize_with_crop_or_pad(image, height, width)
     return tf.image.resize(image, (height, width))
 
