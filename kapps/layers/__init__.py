@@ -1,6 +1,7 @@
 """Custom Keras layers, each registered as serializable under the package name `kapps`."""
 
 from kapps.layers.connection_table import ConnectionTableConv2D
+from kapps.layers.lrn import LocalResponseNormalization
 from kapps.layers.sobel import SobelEdges
 
-__all__ = ["ConnectionTableConv2D", "SobelEdges"]
+__all__ = ["ConnectionTableConv2D", "LocalResponseNormalization", "SobelEdges"]

@@ -5,8 +5,40 @@
 >>> kapps.models.list_models(task="classification")
 """
 
-from kapps.models import lenet
+from kapps.models import lenet, vgg
 from kapps.models.lenet import lenet5
+from kapps.models.vgg import (
+    vgg11,
+    vgg11_bn,
+    vgg11_lrn,
+    vgg13,
+    vgg13_bn,
+    vgg16,
+    vgg16_bn,
+    vgg16_c,
+    vgg19,
+    vgg19_bn,
+)
 from kapps.registry import TASKS, ModelInfo, build, count_params, info, list_models
 
-__all__ = ["TASKS", "ModelInfo", "build", "count_params", "info", "lenet", "lenet5", "list_models"]
+__all__ = [
+    "TASKS",
+    "ModelInfo",
+    "build",
+    "count_params",
+    "info",
+    "lenet",
+    "lenet5",
+    "list_models",
+    "vgg",
+    "vgg11",
+    "vgg11_bn",
+    "vgg11_lrn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg16_c",
+    "vgg19",
+    "vgg19_bn",
+]
