@@ -2,6 +2,7 @@
 
 from kapps.layers.connection_table import ConnectionTableConv2D
 from kapps.layers.lrn import LocalResponseNormalization
+from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
 
-__all__ = ["ConnectionTableConv2D", "LocalResponseNormalization", "SobelEdges"]
+__all__ = ["ChannelPadShortcut", "ConnectionTableConv2D", "LocalResponseNormalization", "SobelEdges"]

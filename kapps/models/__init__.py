@@ -5,8 +5,24 @@
 >>> kapps.models.list_models(task="classification")
 """
 
-from kapps.models import lenet, vgg
+from kapps.models import lenet, resnet, vgg
 from kapps.models.lenet import lenet5
+from kapps.models.resnet import (
+    plain20,
+    plain32,
+    plain44,
+    plain56,
+    resnet18,
+    resnet20,
+    resnet32,
+    resnet34,
+    resnet44,
+    resnet50,
+    resnet56,
+    resnet101,
+    resnet110,
+    resnet152,
+)
 from kapps.models.vgg import (
     vgg11,
     vgg11_bn,
@@ -30,6 +46,21 @@ __all__ = [
     "lenet",
     "lenet5",
     "list_models",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "resnet",
+    "resnet18",
+    "resnet20",
+    "resnet32",
+    "resnet34",
+    "resnet44",
+    "resnet50",
+    "resnet56",
+    "resnet101",
+    "resnet110",
+    "resnet152",
     "vgg",
     "vgg11",
     "vgg11_bn",

@@ -1,0 +1,47 @@
+"""The classify recipe: the whole path at a tiny budget on each kind of source, and its errors."""
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.data.test_folder import write_images
+
+RECIPE = str(ROOT / "recipes" / "classify.py")
+
+
+def test_tiny_budget_resnet20_on_digits(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resnet20 on digits: test accuracy" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["name"] == "resnet20"
+    assert config["model"]["kwargs"]["input_shape"] == [32, 32, 1]
+    assert (out / "model.keras").is_file() and (out / "plots" / "curves.png").is_file()
+
+
+def test_image_folder_with_lenet(tmp_path):
+    write_images(tmp_path / "images", ["red", "green"], 12, size=(40, 36))
+    out = tmp_path / "run"
+    args = ["--model", "lenet5", "--data", f"folder:{tmp_path / 'images'}", "--epochs", "2", "--out", str(out)]
+    result = run_cli(RECIPE, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["class_names"] == ["green", "red"]
+    assert config["model"]["kwargs"]["input_shape"] == [32, 32, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "vgg99"], "error: There is no model named 'vgg99'"),
+        (["--image-size", "4"], "error: --image-size must be at least 8"),
+        (["--data", "folder:/no/such/folder"], "error: The folder source '/no/such/folder' does not exist"),
+    ],
+)
+def test_bad_options_are_one_sentence(tmp_path, args, message):
+    result = run_cli(RECIPE, *args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
