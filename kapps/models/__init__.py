@@ -5,7 +5,8 @@
 >>> kapps.models.list_models(task="classification")
 """
 
-from kapps.models import lenet, resnet, vgg
+from kapps.models import inception, lenet, resnet, vgg
+from kapps.models.inception import googlenet, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
     plain20,
@@ -42,6 +43,10 @@ __all__ = [
     "ModelInfo",
     "build",
     "count_params",
+    "googlenet",
+    "googlenet_paper",
+    "inception",
+    "inception_v3",
     "info",
     "lenet",
     "lenet5",
