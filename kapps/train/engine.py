@@ -62,6 +62,7 @@ def fit(
     monitor: str = "val_loss",
     mode: str = "min",
     config: dict | None = None,
+    evaluate_each_epoch: dict[str, tf.data.Dataset] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Run:
     """Train `build_model()` on batched `train`, keep the best epoch by `monitor` and test it.
@@ -82,6 +83,8 @@ def fit(
         optimizer: returns the optimizer (inside the scope); Adam at `opts.lr` when omitted.
         monitor, mode: the validation quantity that picks the best epoch, and whether lower or higher is better.
         config: more JSON-ready facts for config.json (model name and arguments, data description...).
+        evaluate_each_epoch: more splits to evaluate after every epoch, by prefix (`{"test": test}` logs
+            `test_loss`, `test_accuracy`... into history.csv), for curves such as He et al.'s test error.
         callbacks: more Keras callbacks.
 
     Returns:
@@ -122,6 +125,7 @@ def fit(
     )
     all_callbacks = [
         keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
+        *(EvaluateEachEpoch(ds, prefix) for prefix, ds in (evaluate_each_epoch or {}).items()),
         checkpoint,
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
         keras.callbacks.TensorBoard(str(out / "logs")),
@@ -156,6 +160,20 @@ def fit(
     _write_json(out / METRICS_FILE, run_metrics)
     plot_curves(history, out / "plots" / "curves.png", title=out.name)
     return Run(path=out, model=best, metrics=run_metrics, history=history)
+
+
+class EvaluateEachEpoch(keras.callbacks.Callback):
+    """Evaluate the model on one more split after every epoch and add `<prefix>_<metric>` to the epoch's logs."""
+
+    def __init__(self, dataset: tf.data.Dataset, prefix: str):
+        super().__init__()
+        self.dataset = dataset
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.evaluate(self.dataset, return_dict=True, verbose=0)
+        if logs is not None:
+            logs.update({f"{self.prefix}_{k}": float(v) for k, v in results.items()})
 
 
 def _prepare_folder(out: Path, *, resume: bool) -> Path:

@@ -1,0 +1,32 @@
+"""The degradation recipe at a tiny budget: four runs, per-epoch test error in history.csv, one figure."""
+
+import csv
+import json
+
+from tests.conftest import ROOT, run_cli
+
+RECIPE = str(ROOT / "recipes" / "degradation.py")
+
+
+def test_tiny_budget_writes_the_figure_and_per_epoch_test_error(tmp_path):
+    out = tmp_path / "deg"
+    result = run_cli(RECIPE, "--epochs", "2", "--steps-per-epoch", "2", "--depths", "20", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "degradation.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary) == ["plain20", "resnet20"]
+    for name, errors in summary.items():
+        with (out / name / "history.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["epoch"]) for r in rows] == [0, 1]
+        assert {"accuracy", "test_accuracy", "val_accuracy"} <= set(rows[0])
+        assert errors["final_test_error"] == 1 - float(rows[-1]["test_accuracy"])
+        assert 0.0 <= errors["final_train_error"] <= 1.0
+
+
+def test_bad_depths_are_one_sentence(tmp_path):
+    result = run_cli(RECIPE, "--depths", "20,x", "--out", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --depths takes whole numbers separated by commas, not '20,x'."
+    result = run_cli(RECIPE, "--depths", "21", "--out", str(tmp_path / "d"))
+    assert result.returncode == 1 and "There is no model named 'plain21'" in result.stderr
