@@ -7,5 +7,6 @@
 
 from kapps.data.pipeline import cifar_augment, digit_augment, pipeline, steps_per_epoch
 from kapps.data.sources import SOURCES, Data, load
+from kapps.data.subsets import subset_classes
 
-__all__ = ["SOURCES", "Data", "cifar_augment", "digit_augment", "load", "pipeline", "steps_per_epoch"]
+__all__ = ["SOURCES", "Data", "cifar_augment", "digit_augment", "load", "pipeline", "steps_per_epoch", "subset_classes"]

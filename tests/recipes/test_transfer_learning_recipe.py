@@ -1,0 +1,49 @@
+"""The transfer-learning recipe at a tiny budget: four run folders and the summary, and a bad option."""
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+RECIPE = str(ROOT / "recipes" / "transfer_learning.py")
+RUNS = ("pretrain", "transfer_frozen", "transfer_finetuned", "scratch")
+
+
+def test_tiny_budget_writes_four_runs_and_the_summary(tmp_path):
+    out = tmp_path / "tl"
+    budget = ["--epochs", "1", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--steps-per-epoch", "2"]
+    result = run_cli(RECIPE, *budget, "--target-per-class", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for run in RUNS:
+        assert (out / run / "model.keras").is_file() and (out / run / "metrics.json").is_file(), run
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary) == ["finetuned_accuracy", "frozen_accuracy", "pretrain_accuracy", "scratch_accuracy"]
+    assert all(0.0 <= v <= 1.0 for v in summary.values())
+    frozen = json.loads((out / "transfer_frozen" / "config.json").read_text())
+    assert frozen["data"]["class_names"] == ["5", "6", "7", "8", "9"]
+    assert frozen["data"]["sizes"]["train"] == 25
+    pretrain = json.loads((out / "pretrain" / "config.json").read_text())
+    assert pretrain["data"]["class_names"] == ["0", "1", "2", "3", "4"]
+    scratch = json.loads((out / "scratch" / "config.json").read_text())
+    assert scratch["options"]["epochs"] == 2
+    assert json.loads((out / "transfer_finetuned" / "config.json").read_text())["options"]["lr"] == 2e-4
+    assert "finetuned " in result.stdout and "scratch " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-classes", "3-6"], "error: --source-classes and --target-classes overlap in [3, 4]."),
+        (
+            ["--weights", "imagenet", "--steps-per-epoch", "1"],
+            "error: --backbone resnet20 cannot be built for ImageNet weights: "
+            "weights='imagenet' is offered only for the keras.applications architectures.",
+        ),
+    ],
+)
+def test_bad_options_are_one_sentence(tmp_path, args, message):
+    result = run_cli(RECIPE, *args, "--out", str(tmp_path / "tl"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / "tl" / "pretrain").exists()
