@@ -203,3 +203,15 @@ def test_exports_match_keras(tmp_path, name, kwargs, size):
     model = kapps.models.build(name, **kwargs)
     images = np.random.default_rng(3).uniform(size=(4, size, size, 3)).astype("float32")
     assert_exports_match(model, images, tmp_path)
+
+
+def test_cifar_nets_use_batch_norm_momentum_0_9_and_save_it(tmp_path):
+    model = kapps.models.build("resnet20")
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
+    model.save(tmp_path / "r.keras")
+    loaded = keras.saving.load_model(tmp_path / "r.keras", safe_mode=True)
+    assert {layer.momentum for layer in loaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    assert kapps.models.build("plain20", bn_momentum=0.99).get_layer("conv1_bn").momentum == 0.99
+    with pytest.raises(ValueError, match="bn_momentum must be in"):
+        kapps.models.build("resnet20", bn_momentum=1.0)
