@@ -75,7 +75,6 @@ def classifier_head(
     num_classes: int,
     pooling: str | None,
     classifier_activation: str | None,
-    flatten: bool = True,
 ):
     """The output of a classifier: the class layer with the top, an optional global pooling without it.
 
@@ -86,8 +85,6 @@ def classifier_head(
     if include_top:
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer. Received: num_classes={num_classes!r}")
-        if flatten:
-            x = keras.layers.Flatten(name="flatten")(x)
         return keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -254,7 +254,6 @@ def googlenet(
         num_classes=num_classes,
         pooling=pooling,
         classifier_activation=classifier_activation,
-        flatten=False,
     )
     if aux_logits:
         outputs = {
@@ -464,7 +463,6 @@ def inception_v3(
         num_classes=num_classes,
         pooling=pooling,
         classifier_activation=classifier_activation,
-        flatten=False,
     )
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights, imagenet=INCEPTION_V3_IMAGENET, include_top=include_top)

@@ -87,7 +87,6 @@ def lenet5(
         num_classes=num_classes,
         pooling=pooling,
         classifier_activation=classifier_activation,
-        flatten=False,
     )
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights)

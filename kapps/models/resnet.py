@@ -268,7 +268,6 @@ def _top(x, *, include_top: bool, num_classes: int, pooling, classifier_activati
         num_classes=num_classes,
         pooling=pooling,
         classifier_activation=classifier_activation,
-        flatten=False,
     )
 
 

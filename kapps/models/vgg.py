@@ -130,7 +130,6 @@ def _vgg(
         num_classes=num_classes,
         pooling=pooling,
         classifier_activation=classifier_activation,
-        flatten=False,
     )
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights, imagenet=imagenet, include_top=include_top)
