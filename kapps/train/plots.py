@@ -27,13 +27,7 @@ def plot_curves(history: list[dict], path: Path, *, title: str = "") -> Path | N
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title=title)
 
 
 def plot_error_curves(histories: dict[str, list[dict]], path: Path, *, panels: dict[str, list[str]], title: str = ""):
@@ -62,6 +56,11 @@ def plot_error_curves(histories: dict[str, list[dict]], path: Path, *, panels: d
         ax.set_ylabel("error (%)")
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, path, title=title)
+
+
+def _save(fig, path: Path, *, title: str) -> Path:
+    """Title, lay out and write `fig` as a PNG at `path` (creating its folder), then free it."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
