@@ -7,9 +7,12 @@ they report 8.75% test error (Table 6). `--data folder:PATH` trains on your own 
     python recipes/classify.py                                    # resnet20 on digits
     python recipes/classify.py --model vgg11_bn --data tfds:cifar10 --epochs 60 --batch-size 128 --lr 0.05
     python recipes/classify.py --model resnet18 --data folder:~/flowers --image-size 128
+    python recipes/classify.py --model googlenet --aux-logits --image-size 96  # auxiliary heads, weighted 0.3
 """
 
 from __future__ import annotations
+
+import inspect
 
 import kapps.data
 import kapps.models
@@ -33,7 +36,11 @@ import keras
 @click.option("--channels", type=click.Choice(["auto", "1", "3"]), default="auto", show_default=True)
 @click.option("--weights", default=None, help="None, 'imagenet' or a weight file for the model.")
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True, help="Decoupled weight decay of SGD.")
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option(
+    "--aux-logits",
+    is_flag=True,
+    help="Train GoogLeNet with its two auxiliary classifiers (loss weight 0.3 each); model.keras keeps the main one.",
+)
 def main(
     opts: kapps.train.TrainOptions,
     model_name: str,
@@ -41,13 +48,17 @@ def main(
     channels: str,
     weights: str | None,
     weight_decay: float,
-    label_smoothing: float,
+    aux_logits: bool,
 ) -> kapps.train.Run:
     info = kapps.models.info(model_name)
     if info.task != "classification":
         raise OptionError(f"{model_name!r} is a {info.task} model; --model takes a classifier.")
     if image_size < 8:
         raise OptionError(f"--image-size must be at least 8, not {image_size}.")
+    if aux_logits and "aux_logits" not in inspect.signature(info.builder).parameters:
+        raise OptionError(f"--aux-logits is for models with auxiliary classifiers (googlenet), not {model_name!r}.")
+    if aux_logits and image_size < 65:
+        raise OptionError(f"--aux-logits needs --image-size 65 or more (the heads pool a 5x5 map), not {image_size}.")
 
     # 1. Data: the source at the requested size, augmented as its kind of image wants.
     data = kapps.data.load(
@@ -65,8 +76,23 @@ def main(
     val = kapps.data.pipeline(data.val, batch_size=256, training=False)
     test = kapps.data.pipeline(data.test, batch_size=256, training=False)
 
-    # 2. Model: the registered builder at the data's shape and classes.
+    # 2. Model: the registered builder at the data's shape and classes. With auxiliary heads every output is
+    #    trained on the same label; the main output alone is kept for use (Szegedy et al. 2015, section 5).
     model_kwargs = {"input_shape": data.input_shape, "num_classes": data.num_classes, "weights": weights}
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    fit_kwargs = {"loss": loss, "metrics": ["accuracy"], "monitor": "val_accuracy"}
+    if aux_logits:
+        model_kwargs["aux_logits"] = True
+        heads = ("aux1", "aux2", "predictions")
+        train, val = (ds.map(lambda x, y: (x, dict.fromkeys(heads, y))) for ds in (train, val))
+        fit_kwargs = {
+            "loss": dict.fromkeys(heads, loss),
+            "loss_weights": {"aux1": 0.3, "aux2": 0.3, "predictions": 1.0},
+            "metrics": {"predictions": ["accuracy"]},
+            "monitor": "val_predictions_accuracy",
+            "export_model": main_output,
+            "evaluate_test": lambda model: evaluate(model, test, loss),
+        }
 
     # 3. Train with SGD, Nesterov momentum and a cosine-decayed learning rate after a short warm-up.
     steps = opts.epoch_steps(data.sizes["train"])
@@ -83,16 +109,14 @@ def main(
         train_steps=steps,
         val=val,
         test=test,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
         optimizer=lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay),
-        monitor="val_accuracy",
         mode="max",
         config={
             "task": "classification",
             "model": {"name": model_name, "kwargs": model_kwargs},
             "data": data.describe(),
         },
+        **fit_kwargs,
     )
 
     # 4. Evaluate on the untouched test split.
@@ -101,6 +125,17 @@ def main(
         f"(best epoch {run.metrics['best_epoch'] + 1} of {run.metrics['epochs_run']}), run folder {run.path}"
     )
     return run
+
+
+def main_output(model: keras.Model) -> keras.Model:
+    """The classifier without its auxiliary heads: same input, same weights, the `predictions` output only."""
+    return keras.Model(model.input, model.output["predictions"], name=model.name)
+
+
+def evaluate(model: keras.Model, test, loss) -> dict:
+    """Test loss and accuracy of a single-output classifier."""
+    model.compile(loss=loss, metrics=["accuracy"])
+    return {f"test_{k}": float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 MODEL_FILE = "model.keras"
+TRAINING_MODEL_FILE = "training_model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
@@ -57,13 +58,16 @@ def fit(
     val: tf.data.Dataset,
     test: tf.data.Dataset,
     loss,
-    metrics: Sequence = (),
+    loss_weights=None,
+    metrics: Sequence | dict = (),
     optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
     monitor: str = "val_loss",
     mode: str = "min",
     config: dict | None = None,
     evaluate_each_epoch: dict[str, tf.data.Dataset] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    export_model: Callable[[keras.Model], keras.Model] | None = None,
+    evaluate_test: Callable[[keras.Model], dict] | None = None,
 ) -> Run:
     """Train `build_model()` on batched `train`, keep the best epoch by `monitor` and test it.
 
@@ -78,17 +82,24 @@ def fit(
         train, val, test: batched datasets (global batch size); `train` may be endless, as
             `kapps.data.pipeline` makes it.
         train_steps: batches in one training epoch (`opts.epoch_steps(examples)`).
-        loss: the Keras loss.
-        metrics: Keras metrics, compiled with the model.
+        loss: the Keras loss (a dict by output name for a model with several outputs).
+        loss_weights: weights of the outputs' losses, as `keras.Model.compile` takes them.
+        metrics: Keras metrics, compiled with the model (a dict by output name for a model with several outputs).
         optimizer: returns the optimizer (inside the scope); Adam at `opts.lr` when omitted.
         monitor, mode: the validation quantity that picks the best epoch, and whether lower or higher is better.
         config: more JSON-ready facts for config.json (model name and arguments, data description...).
         evaluate_each_epoch: more splits to evaluate after every epoch, by prefix (`{"test": test}` logs
             `test_loss`, `test_accuracy`... into history.csv), for curves such as He et al.'s test error.
         callbacks: more Keras callbacks.
+        export_model: turns the trained model into the one users run, when they differ: GoogLeNet without its
+            auxiliary heads, a detector with decoding and NMS. The training model's best epoch is then kept in
+            `training_model.keras` and `model.keras` holds `export_model(best)`.
+        evaluate_test: scores the model of `model.keras` on the test split and returns JSON-ready metrics;
+            by default the model is compiled with `loss` and `metrics` and evaluated on `test`, and the metrics
+            are prefixed `test_`.
 
     Returns:
-        The `Run`, with the best model loaded back from `model.keras`.
+        The `Run`, with the model that `model.keras` holds.
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max'. Received: mode={mode!r}")
@@ -108,16 +119,19 @@ def fit(
             "versions": _versions(),
         },
     )
+    _metrics = dict(metrics) if isinstance(metrics, dict) else list(metrics)
     with precision_policy(policy), strategy.scope():
         model = build_model()
         model.compile(
             optimizer=optimizer() if optimizer else keras.optimizers.Adam(opts.lr),
             loss=loss,
-            metrics=list(metrics),
+            loss_weights=loss_weights,
+            metrics=_metrics,
         )
+    checkpoint_file = out / (TRAINING_MODEL_FILE if export_model else MODEL_FILE)
     best_so_far = _best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None
     checkpoint = keras.callbacks.ModelCheckpoint(
-        out / MODEL_FILE,
+        checkpoint_file,
         monitor=monitor,
         mode=mode,
         save_best_only=True,
@@ -143,16 +157,22 @@ def fit(
         verbose=2,
     )
     seconds = time.perf_counter() - start
-    if not (out / MODEL_FILE).exists():  # the monitored value never improved on the resumed best, or was NaN
-        model.save(out / MODEL_FILE)
+    if not checkpoint_file.exists():  # the monitored value never improved on the resumed best, or was NaN
+        model.save(checkpoint_file)
     with strategy.scope():
-        # The optimizer's state is of no use for testing; compiling anew skips restoring it.
-        best = keras.saving.load_model(out / MODEL_FILE, compile=False, safe_mode=True)
-        best.compile(loss=loss, metrics=list(metrics))
-    test_metrics = best.evaluate(test, return_dict=True, verbose=0)
+        # The optimizer's state is of no use for testing; loading without compiling skips restoring it.
+        best = keras.saving.load_model(checkpoint_file, compile=False, safe_mode=True)
+        if export_model:
+            best = export_model(best)
+            _save_atomically(best, out / MODEL_FILE)
+        if evaluate_test is None:
+            best.compile(loss=loss, loss_weights=loss_weights, metrics=_metrics)
+            test_metrics = {f"test_{k}": float(v) for k, v in best.evaluate(test, return_dict=True, verbose=0).items()}
+        else:
+            test_metrics = evaluate_test(best)
     history = _read_history(out / HISTORY_FILE)
     run_metrics = {
-        **{f"test_{k}": float(v) for k, v in test_metrics.items()},
+        **test_metrics,
         "best_epoch": _best_epoch(history, monitor, mode),
         "epochs_run": len(history),
         "train_seconds_this_session": round(seconds, 2),
@@ -176,6 +196,12 @@ class EvaluateEachEpoch(keras.callbacks.Callback):
             logs.update({f"{self.prefix}_{k}": float(v) for k, v in results.items()})
 
 
+def _save_atomically(model: keras.Model, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
+
+
 def _prepare_folder(out: Path, *, resume: bool) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +211,7 @@ def _prepare_folder(out: Path, *, resume: bool) -> Path:
     except OSError as err:
         raise OptionError(f"The run folder {str(out)!r} cannot be written ({err.strerror}).") from None
     if not resume:
-        for name in (BACKUP_DIR, HISTORY_FILE, MODEL_FILE, METRICS_FILE, "logs", "plots"):
+        for name in (BACKUP_DIR, HISTORY_FILE, MODEL_FILE, TRAINING_MODEL_FILE, METRICS_FILE, "logs", "plots"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)

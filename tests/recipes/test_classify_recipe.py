@@ -32,11 +32,33 @@ def test_image_folder_with_lenet(tmp_path):
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 3]
 
 
+def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
+    import keras
+
+    out = tmp_path / "run"
+    args = ["--model", "googlenet", "--aux-logits", "--image-size", "65", "--epochs", "1", "--steps-per-epoch", "2"]
+    result = run_cli(RECIPE, *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = keras.saving.load_model(out / "training_model.keras", compile=False)
+    assert trained.output_names == ["aux1", "aux2", "predictions"]
+    kept = keras.saving.load_model(out / "model.keras", compile=False)
+    assert len(kept.outputs) == 1 and kept.output.shape == (None, 10)
+    assert kept.count_params() == trained.count_params() - sum(
+        layer.count_params() for layer in trained.layers if layer.name.startswith(("aux1", "aux2"))
+    )
+    history = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"aux1_loss", "aux2_loss", "predictions_accuracy", "val_predictions_accuracy"} <= set(history)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--model", "vgg99"], "error: There is no model named 'vgg99'"),
         (["--image-size", "4"], "error: --image-size must be at least 8"),
+        (["--aux-logits"], "error: --aux-logits is for models with auxiliary classifiers (googlenet), not 'resnet20'."),
+        (["--model", "googlenet", "--aux-logits"], "error: --aux-logits needs --image-size 65 or more"),
         (["--data", "folder:/no/such/folder"], "error: The folder source '/no/such/folder' does not exist"),
     ],
 )
