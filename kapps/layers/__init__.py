@@ -1,8 +1,17 @@
 """Custom Keras layers, each registered as serializable under the package name `kapps`."""
 
 from kapps.layers.connection_table import ConnectionTableConv2D
+from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.lrn import LocalResponseNormalization
 from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
+from kapps.layers.yolo import YoloV1Decode
 
-__all__ = ["ChannelPadShortcut", "ConnectionTableConv2D", "LocalResponseNormalization", "SobelEdges"]
+__all__ = [
+    "ChannelPadShortcut",
+    "ConnectionTableConv2D",
+    "LocalResponseNormalization",
+    "NonMaxSuppression",
+    "SobelEdges",
+    "YoloV1Decode",
+]
