@@ -3,10 +3,29 @@
 
     >>> data = kapps.data.load("digits", image_size=(32, 32), seed=0)
     >>> train = kapps.data.pipeline(data.train, batch_size=64, training=True, augment=kapps.data.digit_augment())
+    >>> scenes = kapps.data.load_detection("shapes", image_size=(128, 128), seed=0)  # (image, {"boxes", "classes"})
 """
 
+from kapps.data.box_augment import detection_augment
+from kapps.data.detection import DETECTION_SOURCES, load_detection
 from kapps.data.pipeline import cifar_augment, digit_augment, pipeline, steps_per_epoch
+from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
 from kapps.data.sources import SOURCES, Data, load
 from kapps.data.subsets import subset_classes
 
-__all__ = ["SOURCES", "Data", "cifar_augment", "digit_augment", "load", "pipeline", "steps_per_epoch", "subset_classes"]
+__all__ = [
+    "DETECTION_SOURCES",
+    "SHAPE_CLASSES",
+    "SOURCES",
+    "Data",
+    "cifar_augment",
+    "detection_augment",
+    "digit_augment",
+    "load",
+    "load_detection",
+    "load_shapes",
+    "pipeline",
+    "render_scene",
+    "steps_per_epoch",
+    "subset_classes",
+]
