@@ -5,7 +5,8 @@
 >>> kapps.models.list_models(task="classification")
 """
 
-from kapps.models import inception, lenet, resnet, vgg
+from kapps.models import detection, inception, lenet, resnet, vgg
+from kapps.models.detection import yolo_v1
 from kapps.models.inception import googlenet, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
@@ -43,6 +44,7 @@ __all__ = [
     "ModelInfo",
     "build",
     "count_params",
+    "detection",
     "googlenet",
     "googlenet_paper",
     "inception",
@@ -77,4 +79,5 @@ __all__ = [
     "vgg16_c",
     "vgg19",
     "vgg19_bn",
+    "yolo_v1",
 ]

@@ -1,0 +1,180 @@
+"""YOLO v1 (Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection", CVPR 2016).
+
+`yolo_v1` is the network that trains: image in, the S x S x (B * 5 + C) grid out, for `kapps.losses.YoloV1Loss`.
+`yolo_v1_detector` wraps a trained one for use: the grid decoded to boxes and scores, then non-maximum
+suppression, all inside the graph, so exports and `kapps predict` take images and give detections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kapps.layers.detection import NonMaxSuppression
+from kapps.layers.yolo import YoloV1Decode
+from kapps.models._common import load_weights, model_input
+from kapps.registry import register_model
+
+import keras
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One convolution of a backbone: kernel size, filters and stride."""
+
+    kernel: int
+    filters: int
+    stride: int = 1
+
+
+POOL = "pool"  # 2x2 max pooling, stride 2
+
+# Figure 3 of the paper: 24 convolutions, 1x1 reductions between the 3x3 layers, four max-pools.
+_PAPER = (
+    Conv(7, 64, 2), POOL,
+    Conv(3, 192), POOL,
+    Conv(1, 128), Conv(3, 256), Conv(1, 256), Conv(3, 512), POOL,
+    *(Conv(1, 256), Conv(3, 512)) * 4, Conv(1, 512), Conv(3, 1024), POOL,
+    *(Conv(1, 512), Conv(3, 1024)) * 2, Conv(3, 1024), Conv(3, 1024, 2),
+    Conv(3, 1024), Conv(3, 1024),
+)  # fmt: skip
+
+# The same pattern scaled down for CPU work at 96-160 pixels: 9 convolutions, five pools (stride 32).
+_SMALL = (
+    Conv(3, 16), POOL,
+    Conv(3, 32), POOL,
+    Conv(3, 64), POOL,
+    Conv(1, 32), Conv(3, 128), POOL,
+    Conv(1, 64), Conv(3, 256), POOL,
+    Conv(1, 128), Conv(3, 256),
+)  # fmt: skip
+
+BACKBONES = {"paper": _PAPER, "small": _SMALL}
+HEAD_UNITS = {"paper": 4096, "small": 512}
+
+
+def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
+    """The convolution stack: leaky ReLU (slope 0.1) after every convolution, batch norm before it if asked."""
+    conv_number = pool_number = 0
+    for layer in layers:
+        if layer == POOL:
+            pool_number += 1
+            x = keras.layers.MaxPooling2D(2, name=f"{name}_pool{pool_number}")(x)
+            continue
+        conv_number += 1
+        prefix = f"{name}_conv{conv_number}"
+        x = keras.layers.Conv2D(
+            layer.filters, layer.kernel, strides=layer.stride, padding="same", use_bias=not batch_norm, name=prefix
+        )(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{prefix}_leaky")(x)
+    return x
+
+
+@register_model(
+    task="detection",
+    input_shape=(448, 448, 3),
+    num_classes=20,
+    param_count=271_703_550,
+    source="computed from the paper's Figure 3 (24 conv + FC 4096 + FC 1470), no batch norm",
+)
+def yolo_v1(
+    *,
+    input_shape: tuple[int, int, int] = (448, 448, 3),
+    num_classes: int = 20,
+    grid_size: int = 7,
+    boxes_per_cell: int = 2,
+    backbone: str = "paper",
+    batch_norm: bool = False,
+    head_units: int | None = None,
+    dropout: float = 0.5,
+    weights: str | None = None,
+    name: str = "yolo_v1",
+) -> keras.Model:
+    """YOLO v1: a convolutional backbone, two fully connected layers, and the S x S x (B * 5 + C) grid.
+
+    The paper's defaults give a 7x7x30 output on 448x448 images (S=7, B=2, C=20) and 271,703,550 parameters.
+    Each cell's numbers are B groups of `(x, y, sqrt_w, sqrt_h, confidence)` and C class probabilities (see
+    `kapps.layers.yolo`); the output layer is linear, as in the paper.
+
+    Args:
+        input_shape: (height, width, channels); the backbone's stride is 64 (paper) or 32 (small), and the
+            fully connected head reads whatever map that leaves, so any size from one stride up works.
+        num_classes: C.
+        grid_size: S.
+        boxes_per_cell: B.
+        backbone: `"paper"` (Figure 3's 24 convolutions) or `"small"` (9 convolutions, for CPU training).
+        batch_norm: batch normalisation after each convolution (YOLO v2's change; the convolutions then have no
+            bias). The paper has none.
+        head_units: width of the first fully connected layer: 4096 (paper) or 512 (small) by default.
+        dropout: rate of the dropout after it (0.5 in the paper).
+        weights: `None` or the path of a weight file of this architecture.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` with one float32 output named `grid`, `(batch, S, S, B * 5 + C)`.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}. Received: backbone={backbone!r}")
+    for arg, value in (("num_classes", num_classes), ("grid_size", grid_size), ("boxes_per_cell", boxes_per_cell)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer. Received: {arg}={value!r}")
+    if input_shape[0] is None or input_shape[1] is None:
+        raise ValueError(f"YOLO's fully connected head needs a fixed input size. Received: {input_shape=}")
+    units = head_units or HEAD_UNITS[backbone]
+    depth = boxes_per_cell * 5 + num_classes
+
+    inputs = model_input(input_shape, weights=weights)
+    x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(units, name="fc1")(x)
+    x = keras.layers.LeakyReLU(negative_slope=0.1, name="fc1_leaky")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
+    x = keras.layers.Dense(grid_size * grid_size * depth, dtype="float32", name="fc2")(x)
+    x = keras.layers.Reshape((grid_size, grid_size, depth), name="grid")(x)
+    model = keras.Model(inputs, x, name=name)
+    load_weights(model, weights)
+    return model
+
+
+def yolo_v1_detector(
+    model: keras.Model,
+    *,
+    num_classes: int,
+    max_detections: int = 100,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.05,
+    name: str | None = None,
+) -> keras.Model:
+    """The trained YOLO v1 `model` as a detector: grid decoding and per-class non-maximum suppression appended.
+
+    Args:
+        model: a `yolo_v1` model (its weights are shared, not copied).
+        num_classes: its C; B follows from the grid's depth, B * 5 + C.
+        max_detections: detections kept per image.
+        iou_threshold: boxes of one class overlapping a better one by more than this are suppressed.
+        score_threshold: class-specific scores below this are dropped before suppression.
+        name: the detector's name, `model.name` by default.
+
+    Returns:
+        A functional `keras.Model` from the same image input to `{"boxes", "scores", "classes",
+        "num_detections"}` (see `kapps.layers.NonMaxSuppression`).
+    """
+    grid = model.output
+    _, rows, columns, depth = grid.shape
+    boxes_per_cell = (depth - num_classes) // 5
+    if rows != columns or boxes_per_cell < 1 or boxes_per_cell * 5 + num_classes != depth:
+        raise ValueError(
+            f"model must be a yolo_v1 model with a square grid of B * 5 + {num_classes} numbers per cell. "
+            f"Received: grid shape {grid.shape}"
+        )
+    candidates = YoloV1Decode(rows, boxes_per_cell, num_classes, name="decode")(grid)
+    detections = NonMaxSuppression(
+        max_detections=max_detections,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        per_class=True,
+        name="nms",
+    )(candidates["boxes"], candidates["class_scores"])
+    return keras.Model(model.input, detections, name=name or model.name)

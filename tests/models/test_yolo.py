@@ -1,0 +1,118 @@
+"""YOLO v1: the paper's network, its target encoding, its loss on hand-built targets, and the detector wrapper."""
+
+import math
+
+import kapps.models.detection.yolo as yolo
+from kapps.layers.yolo import YoloV1Decode
+from kapps.losses import YoloV1Loss, yolo_v1_targets
+
+import keras
+import numpy as np
+import pytest
+
+
+def test_paper_network_matches_figure_3():
+    model = yolo.yolo_v1()
+    assert model.output.shape == (None, 7, 7, 30)
+    assert model.count_params() == 271_703_550
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 24
+    assert model.get_layer("fc1").units == 4096 and model.get_layer("fc2").units == 1470
+
+
+def test_small_backbone_for_cpu():
+    model = yolo.yolo_v1(input_shape=(128, 128, 3), num_classes=3, backbone="small", batch_norm=True)
+    assert model.output.shape == (None, 7, 7, 13)
+    assert model.get_layer("backbone_conv9").output.shape == (None, 4, 4, 256)
+    assert model.get_layer("fc1").units == 512
+    assert not model.get_layer("backbone_conv1").use_bias
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        yolo.yolo_v1(backbone="tiny")
+    with pytest.raises(ValueError, match="grid_size must be a positive integer"):
+        yolo.yolo_v1(grid_size=0)
+
+
+def _grid(cells: dict, *, grid_size=2, boxes_per_cell=2, num_classes=2) -> np.ndarray:
+    """A (1, S, S, B*5 + C) grid, zero except the given cells {(row, column): [numbers]}."""
+    grid = np.zeros((1, grid_size, grid_size, boxes_per_cell * 5 + num_classes), np.float32)
+    for (row, column), numbers in cells.items():
+        grid[0, row, column] = numbers
+    return grid
+
+
+def test_targets_put_each_object_in_the_cell_of_its_centre():
+    boxes = np.array([[[0.1, 0.1, 0.4, 0.3], [0.6, 0.5, 0.9, 1.0], [0, 0, 0, 0]]], np.float32)
+    classes = np.array([[1, 0, -1]], np.int32)
+    targets = np.asarray(yolo_v1_targets(boxes, classes, grid_size=2, num_classes=2))
+    # centre (0.25, 0.2): cell row 0, column 0, offsets (0.5, 0.4); centre (0.75, 0.75): cell (1, 1), (0.5, 0.5)
+    np.testing.assert_allclose(targets[0, 0, 0], [0.5, 0.4, 0.3, 0.2, 1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(targets[0, 1, 1], [0.5, 0.5, 0.3, 0.5, 1, 1, 0], atol=1e-6)
+    assert not targets[0, 0, 1].any() and not targets[0, 1, 0].any()
+
+
+def test_targets_keep_the_larger_of_two_objects_in_one_cell():
+    boxes = np.array([[[0.2, 0.2, 0.3, 0.3], [0.05, 0.05, 0.45, 0.45], [0.1, 0.1, 0.4, 0.4]]], np.float32)
+    classes = np.array([[0, 1, 0]], np.int32)
+    targets = np.asarray(yolo_v1_targets(boxes, classes, grid_size=2, num_classes=2))
+    np.testing.assert_allclose(targets[0, 0, 0], [0.5, 0.5, 0.4, 0.4, 1, 0, 1], atol=1e-6)
+    assert targets[..., 4].sum() == 1
+
+
+# One object of class 1 in cell (0, 0): box (0.1, 0.1)-(0.4, 0.3), centre offsets (0.5, 0.4), w 0.3, h 0.2.
+_BOXES = np.array([[[0.1, 0.1, 0.4, 0.3]]], np.float32)
+_CLASSES = np.array([[1]], np.int32)
+
+
+def _loss(grid: np.ndarray) -> float:
+    targets = yolo_v1_targets(_BOXES, _CLASSES, grid_size=2, num_classes=2)
+    return float(YoloV1Loss(grid_size=2, boxes_per_cell=2, num_classes=2)(targets, grid))
+
+
+def test_loss_of_an_exact_box():
+    exact = [0.5, 0.4, math.sqrt(0.3), math.sqrt(0.2), 0.8]
+    small = [0.5, 0.5, 0.1, 0.1, 0.3]
+    grid = _grid({(0, 0): [*exact, *small, 0.2, 0.7], (1, 1): [0, 0, 0, 0, 0.4, 0, 0, 0, 0, 0, 0.9, 0.9]})
+    # coordinates 0; responsible confidence (0.8 - IoU 1)^2 = 0.04; no-object confidences 0.5 * (0.3^2 + 0.4^2)
+    # = 0.125; classes (0.2 - 0)^2 + (0.7 - 1)^2 = 0.13 (cell (1, 1) has no object: its class numbers cost nothing)
+    assert _loss(grid) == pytest.approx(0.04 + 0.125 + 0.13, abs=1e-6)
+
+
+def test_loss_picks_the_predictor_with_the_higher_iou():
+    # predictor 0 is shifted right by 0.1 of a cell (0.05 of the image): intersection 0.25 x 0.2 = 0.05,
+    # union 0.06 + 0.06 - 0.05 = 0.07, IoU 5/7; predictor 1 is a tiny box inside the object (IoU 1e-4 / 0.06).
+    shifted = [0.6, 0.4, math.sqrt(0.3), math.sqrt(0.2), 0.8]
+    tiny = [0.5, 0.4, 0.1, 0.1, 0.3]
+    grid = _grid({(0, 0): [*tiny, *shifted, 0.0, 1.0]})
+    iou = 5 / 7
+    expected = 5 * 0.1**2 + (0.8 - iou) ** 2 + 0.5 * 0.3**2
+    assert _loss(grid) == pytest.approx(expected, abs=1e-6)
+    # the square roots: predicting w = 0.3 as sqrt 0.5 costs 5 * (sqrt(0.3) - 0.5)^2 in the coordinate term
+    wide = [0.5, 0.4, 0.5, math.sqrt(0.2), 1.0]
+    iou_wide = (0.25 * 0.2) / (0.3 * 0.2)  # the wide box (w 0.25) lies inside the object, sharing its height
+    grid = _grid({(0, 0): [*wide, *tiny, 0.0, 1.0]})
+    expected = 5 * (math.sqrt(0.3) - 0.5) ** 2 + (1.0 - iou_wide) ** 2 + 0.5 * 0.3**2
+    assert _loss(grid) == pytest.approx(expected, abs=1e-6)
+
+
+def test_loss_is_averaged_over_the_batch_and_trains():
+    targets = yolo_v1_targets(np.repeat(_BOXES, 2, 0), np.repeat(_CLASSES, 2, 0), grid_size=2, num_classes=2)
+    grid = np.concatenate([_grid({(1, 1): [0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 0]}), _grid({})])
+    per_image = [_loss(grid[:1]), _loss(grid[1:])]
+    both = float(YoloV1Loss(grid_size=2, boxes_per_cell=2, num_classes=2)(targets, grid))
+    assert both == pytest.approx(sum(per_image) / 2, abs=1e-6)
+
+
+def test_decode_gives_image_boxes_and_class_specific_scores():
+    exact = [0.5, 0.4, math.sqrt(0.3), math.sqrt(0.2), 0.8]
+    outside = [0.9, 0.9, 0.6, 0.6, 1.5]  # centre (0.95, 0.95) of the image, 0.36 wide: clipped at 1
+    grid = _grid({(0, 0): [*exact, 0, 0, 0, 0, 0, 0.2, 0.7], (1, 1): [*outside, 0, 0, 0, 0, 0, -0.5, 1.2]})
+    out = YoloV1Decode(2, 2, 2)(grid)
+    boxes, scores = np.asarray(out["boxes"]), np.asarray(out["class_scores"])
+    assert boxes.shape == (1, 8, 4) and scores.shape == (1, 8, 2)
+    np.testing.assert_allclose(boxes[0, 0], [0.1, 0.1, 0.4, 0.3], atol=1e-6)
+    np.testing.assert_allclose(scores[0, 0], [0.8 * 0.2, 0.8 * 0.7], atol=1e-6)
+    np.testing.assert_allclose(boxes[0, 6], [0.77, 0.77, 1.0, 1.0], atol=1e-6)  # row 1, column 1, box 0
+    np.testing.assert_allclose(scores[0, 6], [0.0, 1.0], atol=1e-6)
