@@ -1,4 +1,4 @@
-"""The `kapps` command: `kapps models`, `kapps export`.
+"""The `kapps` command: `kapps models`, `kapps export`, `kapps predict`.
 
 A `KappsError` is printed as one line on stderr with exit status 1; `kapps --debug ...` shows the traceback.
 """
@@ -84,6 +84,27 @@ def export(path: str, formats: str, quantize: str, opset: int, out: str | None, 
     click.echo(f"report: {report['out']}/{REPORT_FILE}")
 
 
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", default="predictions", show_default=True, help="Folder for <image>.json and <image>.png.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Classes listed for a classifier.")
+@click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Lowest detection score kept.")
+def predict(artifact: str, images: tuple[str, ...], out: str, top_k: int, score_threshold: float) -> None:
+    """Run ARTIFACT (.keras, run folder, SavedModel folder, .tflite, .onnx) on IMAGE files; write JSON and PNG."""
+    from kapps.predict import predict as run_predict
+
+    for entry in run_predict(artifact, images, out=out, top_k=top_k, score_threshold=score_threshold):
+        if entry["task"] == "classification":
+            found = ", ".join(f"{t['class']} {t['score']:.3f}" for t in entry["top5"])
+        else:
+            found = f"{len(entry['detections'])} detections" + "".join(
+                f", {d['class']} {d['score']:.2f}" for d in entry["detections"][:5]
+            )
+        click.echo(f"{entry['image']}: {found}")
+    click.echo(f"wrote {len(images)} predictions (JSON and PNG) to {out}")
+
+
 def format_report(report: dict) -> str:
     """The export report as an aligned text table, one artifact a row."""
     keras_ms = report["keras"]["median_latency_ms"]
@@ -93,7 +114,7 @@ def format_report(report: dict) -> str:
         "path",
         "size",
         "max |diff|",
-        "top-1 agree",
+        "agree",
         "latency ms",
         "vs keras",
         "ok",
@@ -107,7 +128,7 @@ def format_report(report: dict) -> str:
                 a["path"],
                 _size(a["bytes"]),
                 f"{a['max_abs_diff']:.2e}",
-                "-" if a["top1_agreement"] is None else f"{a['top1_agreement'] * 100:.1f}%",
+                _agreement(a),
                 f"{a['median_latency_ms']:.3f}",
                 f"{keras_ms / a['median_latency_ms']:.1f}x" if a["median_latency_ms"] else "-",
                 "yes" if a["passed"] else "NO",
@@ -115,15 +136,26 @@ def format_report(report: dict) -> str:
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     lines = []
-    accuracy = report.get("run_metrics", {}).get("test_accuracy")
-    if accuracy is not None:
-        lines.append(f"model: {report['model']}, test accuracy {accuracy * 100:.2f}% (the run's metrics.json)")
+    metrics = report.get("run_metrics", {})
+    if metrics.get("test_accuracy") is not None:
+        lines.append(
+            f"model: {report['model']}, test accuracy {metrics['test_accuracy'] * 100:.2f}% (the run's metrics.json)"
+        )
+    elif metrics.get("map50") is not None:
+        lines.append(f"model: {report['model']}, test mAP@0.5 {metrics['map50']:.3f} (the run's metrics.json)")
+    detector = report.get("task") == "detection"
     lines.append(
         f"parity: {report['inputs']['count']} images from {report['inputs']['data']}; "
-        f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"
+        + ("agree: images with the same detections; " if detector else "agree: same top-1 class; ")
+        + f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"
     )
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _agreement(entry: dict) -> str:
+    share = entry.get("detection_agreement", entry["top1_agreement"])
+    return "-" if share is None else f"{share * 100:.1f}%"
 
 
 def _size(n: int) -> str:

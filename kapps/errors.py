@@ -19,3 +19,7 @@ class ExportError(KappsError):
 
 class OptionError(KappsError):
     """A recipe or command option with a value outside its range."""
+
+
+class OutputError(KappsError):
+    """An output file or folder that cannot be written."""

@@ -14,17 +14,27 @@ from pathlib import Path
 from kapps.errors import ExportError
 from kapps.export import writers
 from kapps.export.runtimes import RUNNERS, Runner, keras_runner
-from kapps.export.source import Source, load_source
+from kapps.export.source import DETECTION_OUTPUTS, Source, is_detector, load_source
 from kapps.formats import FORMATS, QUANTIZATIONS
 
 import numpy as np
 
 REPORT_FILE = "export_report.json"
 
-# Float artifacts must match Keras to this absolute difference and agree on every top-1 class; quantised ones
-# must agree on at least this share of top-1 classes.
+# Classifiers: float artifacts must match Keras to this absolute difference and agree on every top-1 class;
+# quantised ones must agree on at least this share of top-1 classes.
 FLOAT_MAX_ABS_DIFF = 1e-4
 QUANTIZED_TOP1 = 0.99
+# Detectors (outputs boxes/scores/classes/num_detections) are compared on their detections, not raw tensors. A float
+# artifact must give, on every image, the same num_detections and the same valid rows in order: boxes within
+# DETECTION_ATOL (normalised), identical classes, scores within DETECTION_ATOL. A quantised one agrees on an image
+# when its detections pair one-to-one with Keras's at IoU >= MATCH_IOU with the same class; it must agree on at least
+# QUANTIZED_DETECTIONS of the images. That bar is lower than the classifiers' 0.99 because a whole image must agree,
+# and a score moved by quantisation across the score threshold or an overlap across the NMS threshold adds or drops
+# one box.
+DETECTION_ATOL = 1e-3
+MATCH_IOU = 0.5
+QUANTIZED_DETECTIONS = 0.9
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,8 @@ def export(
         "source": str(source.path),
         "out": str(out),
         "model": source.model.name,
+        "task": source.task,
+        "class_names": source.class_names,
         "trained_policy": source.trained_policy,
         "inputs": {
             "data": source.data_description,
@@ -145,9 +157,14 @@ def export(
         failed = [e for e in report["artifacts"] if not e["passed"]]
         if failed:
             e = failed[0]
+            agreement = (
+                f"detections agree on {e['detection_agreement']:.1%} of images"
+                if "detection_agreement" in e
+                else f"top-1 agreement {e['top1_agreement']}"
+            )
             raise ExportError(
                 f"The {e['format']} ({e['quantization']}) artifact disagrees with Keras: max abs diff "
-                f"{e['max_abs_diff']:.3g}, top-1 agreement {e['top1_agreement']}; nothing was written."
+                f"{e['max_abs_diff']:.3g}, {agreement}; nothing was written."
             )
         _move_into_place(tmp, out, [a.path for a in artifacts], report)
     finally:
@@ -195,22 +212,85 @@ def _verify(artifact: Artifact, path: Path, inputs, expected: dict, latency_runs
         raise ExportError(
             f"The {artifact.format} artifact's outputs {sorted(got)} are not the model's {sorted(expected)}."
         )
-    diff = max(float(np.max(np.abs(got[k].astype("float64") - expected[k]))) for k in expected)
-    top1 = _top1_agreement(got, expected)
-    if artifact.is_float:
-        passed = diff <= FLOAT_MAX_ABS_DIFF and top1 in (None, 1.0)
+    entry = {"format": artifact.format, "quantization": artifact.quantization, "path": artifact.path}
+    entry["bytes"] = _size(path)
+    if is_detector(expected):
+        comparison = compare_detections(got, expected, exact=artifact.is_float)
+        entry.update(comparison, top1_agreement=None)
+        bar = 1.0 if artifact.is_float else QUANTIZED_DETECTIONS
+        passed = comparison["detection_agreement"] >= bar
     else:
-        passed = top1 is None or top1 >= QUANTIZED_TOP1
+        diff = max(float(np.max(np.abs(got[k].astype("float64") - expected[k]))) for k in expected)
+        top1 = _top1_agreement(got, expected)
+        if artifact.is_float:
+            passed = diff <= FLOAT_MAX_ABS_DIFF and top1 in (None, 1.0)
+        else:
+            passed = top1 is None or top1 >= QUANTIZED_TOP1
+        entry.update(max_abs_diff=diff, top1_agreement=top1)
+    entry["median_latency_ms"] = _median_latency_ms(runner, inputs, latency_runs)
+    entry["passed"] = bool(passed)
+    return entry
+
+
+def compare_detections(got: dict, expected: dict, *, exact: bool = True) -> dict:
+    """Compare a detector's outputs with the reference's, image by image, on the valid rows only.
+
+    Args:
+        got, expected: batched detector outputs (`boxes`, `scores`, `classes`, `num_detections`).
+        exact: float artifacts: an image agrees when num_detections is the same and the rows, in score order, have
+            boxes and scores within `DETECTION_ATOL` and identical classes. Otherwise (quantised artifacts) an image
+            agrees when num_detections is the same and the detections pair one-to-one at IoU >= `MATCH_IOU` with the
+            same class.
+
+    Returns:
+        `detection_agreement` (share of images that agree), `count_agreement` (share with the same num_detections),
+        `max_box_diff`, `max_score_diff` (over the rows of images with the same count; 0 when there are none) and
+        `max_abs_diff`, the larger of the two.
+    """
+    counts = [np.asarray(d["num_detections"]).reshape(-1).astype(int) for d in (got, expected)]
+    agree, same_count, box_diff, score_diff = 0, 0, 0.0, 0.0
+    for i, (n, n_ref) in enumerate(zip(*counts, strict=True)):
+        if n != n_ref:
+            continue
+        same_count += 1
+        a = {k: np.asarray(got[k])[i, :n] for k in DETECTION_OUTPUTS[:3]}
+        b = {k: np.asarray(expected[k])[i, :n] for k in DETECTION_OUTPUTS[:3]}
+        boxes = float(np.max(np.abs(a["boxes"].astype("float64") - b["boxes"]), initial=0.0))
+        scores = float(np.max(np.abs(a["scores"].astype("float64") - b["scores"]), initial=0.0))
+        box_diff, score_diff = max(box_diff, boxes), max(score_diff, scores)
+        classes = np.array_equal(a["classes"].astype(int), b["classes"].astype(int))
+        if exact:
+            agree += classes and boxes <= DETECTION_ATOL and scores <= DETECTION_ATOL
+        else:
+            agree += _paired(a, b)
+    images = max(len(counts[1]), 1)
     return {
-        "format": artifact.format,
-        "quantization": artifact.quantization,
-        "path": artifact.path,
-        "bytes": _size(path),
-        "max_abs_diff": diff,
-        "top1_agreement": top1,
-        "median_latency_ms": _median_latency_ms(runner, inputs, latency_runs),
-        "passed": bool(passed),
+        "detection_agreement": agree / images,
+        "count_agreement": same_count / images,
+        "max_box_diff": box_diff,
+        "max_score_diff": score_diff,
+        "max_abs_diff": max(box_diff, score_diff),
     }
+
+
+def _paired(a: dict, b: dict) -> bool:
+    """Whether detections `a` pair one-to-one with `b` (same count) at IoU >= MATCH_IOU and the same class."""
+    free = list(range(len(a["boxes"])))
+    for box, cls in zip(b["boxes"], b["classes"], strict=True):
+        match = next((j for j in free if a["classes"][j] == cls and _iou(a["boxes"][j], box) >= MATCH_IOU), None)
+        if match is None:
+            return False
+        free.remove(match)
+    return True
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two [x1, y1, x2, y2] boxes; 0 for two empty boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _top1_agreement(got: dict, expected: dict) -> float | None:

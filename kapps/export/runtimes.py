@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+"""Every runner also has `input_shape`: the model's input shape without the batch axis (None where free)."""
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -22,6 +23,7 @@ def keras_runner(model) -> Runner:
         outputs = model(images, training=False)
         return _named(outputs, names)
 
+    run.input_shape = tuple(model.input_shape[1:])
     return run
 
 
@@ -37,6 +39,7 @@ def saved_model_runner(path: Path) -> Runner:
         return {k: v.numpy() for k, v in outputs.items()}
 
     run.keepalive = loaded  # the signature's variables live as long as the loaded object
+    run.input_shape = tuple(signature.structured_input_signature[1][INPUT_NAME].shape[1:])
     return run
 
 
@@ -55,6 +58,8 @@ def tflite_runner(path: Path, *, num_threads: int | None = None) -> Runner:
         return {k: np.asarray(v) for k, v in runner(**{INPUT_NAME: images}).items()}
 
     run.keepalive = interpreter
+    shape = runner.get_input_details()[INPUT_NAME]["shape_signature"][1:]
+    run.input_shape = tuple(None if d < 0 else int(d) for d in shape)
     return run
 
 
@@ -69,6 +74,7 @@ def onnx_runner(path: Path) -> Runner:
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(names, session.run(names, {input_name: images}), strict=True))
 
+    run.input_shape = tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:])
     return run
 
 

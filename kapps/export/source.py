@@ -27,6 +27,9 @@ class Source:
         data: `(split, limit) -> images` for the run's own data, or None when there is none.
         data_description: where the inputs come from, for the report.
         trained_policy: the dtype policy the model was saved with; exports compute in float32.
+        task: `"detection"` when the model's outputs are a detector's (`DETECTION_OUTPUTS`), else the run's task
+            (`"classification"` when unknown).
+        class_names: the run's class names (config.json, also for a `.keras` file inside a run folder), or None.
     """
 
     path: Path
@@ -36,6 +39,33 @@ class Source:
     data: Callable[[str, int], np.ndarray] | None
     data_description: str
     trained_policy: str = "float32"
+    task: str = "classification"
+    class_names: list[str] | None = None
+
+
+DETECTION_OUTPUTS = ("boxes", "scores", "classes", "num_detections")
+
+
+def is_detector(output_names) -> bool:
+    """Whether outputs with these names are a detector's: boxes, scores, classes and num_detections."""
+    return set(DETECTION_OUTPUTS) <= set(output_names)
+
+
+def run_config(path) -> dict:
+    """The config.json of a run folder, or of the run folder holding a `.keras` file; `{}` when there is none.
+
+    Raises:
+        ModelError: the config.json is not valid JSON.
+    """
+    path = Path(path)
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    if not config_file.is_file():
+        return {}
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelError(f"The run's {str(config_file)!r} is not valid JSON.") from None
+    return config if isinstance(config, dict) else {}
 
 
 def load_source(path, *, data: str | None = None, data_dir: str | None = None) -> Source:
@@ -58,12 +88,7 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         model_file = path / "model.keras"
         if not model_file.is_file():
             raise ModelError(f"{str(path)!r} is not a run folder: it has no model.keras.")
-        config_file = path / "config.json"
-        if config_file.is_file():
-            try:
-                config = json.loads(config_file.read_text())
-            except json.JSONDecodeError:
-                raise ModelError(f"The run's {str(config_file)!r} is not valid JSON.") from None
+        config = run_config(path)
         name = path.resolve().name
     else:
         model_file = path
@@ -72,13 +97,21 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
     policies = {layer.dtype_policy.name for layer in saved.layers} - {"float32"}
     policy = policies.pop() if len(policies) == 1 else "float32" if not policies else "mixed"
     model = float32_twin(saved)
+    # A bare .keras file keeps its own data (none), but takes task and class names from a run folder around it.
+    facts = config or run_config(model_file)
+    task = "detection" if is_detector(_output_keys(model)) else facts.get("task") or "classification"
+    class_names = facts.get("data", {}).get("class_names")
+    source = Source(
+        path, name, model, config, None, "random uniform images in [0, 1] (no data known)", policy, task, class_names
+    )
     spec = data or config.get("data", {}).get("spec")
     if spec is None:
-        return Source(path, name, model, config, None, "random uniform images in [0, 1] (no data known)", policy)
+        return source
     options = config.get("options", {})
     seed = options.get("seed", 0)
-    reader = _data_reader(spec, model, seed=seed, data_dir=data_dir or options.get("data_dir"))
-    return Source(path, name, model, config, reader, f"{spec} (seed {seed})", policy)
+    source.data = _data_reader(spec, model, task=task, seed=seed, data_dir=data_dir or options.get("data_dir"))
+    source.data_description = f"{spec} (seed {seed})"
+    return source
 
 
 def load_keras(path: Path) -> keras.Model:
@@ -116,19 +149,33 @@ def float32_twin(model: keras.Model) -> keras.Model:
     return twin
 
 
-def _data_reader(spec: str, model: keras.Model, *, seed: int, data_dir: str | None):
+def _output_keys(model: keras.Model) -> list[str]:
+    """The keys of the model's outputs: a dict output's keys, else the output layers' names."""
+    return list(model.output) if isinstance(model.output, dict) else list(model.output_names)
+
+
+def _data_reader(spec: str, model: keras.Model, *, task: str, seed: int, data_dir: str | None):
+    """`(split, limit) -> images` of the source `spec`, sized for the model; detection sources for detectors."""
     import kapps.data
-    from kapps.data.sources import as_arrays
 
     shape = model.input_shape[1:]
     if None in shape[:2]:
         raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
-    loaded = kapps.data.load(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
-    if loaded.input_shape[-1] != shape[-1]:
-        raise DataError(f"The data {spec!r} has {loaded.input_shape[-1]} channels but the model takes {shape[-1]}.")
+    if task == "detection":
+        from kapps.data.detection import load_detection
+
+        loaded = load_detection(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
+    else:
+        loaded = kapps.data.load(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
+    channels = loaded.input_shape[-1] if getattr(loaded, "input_shape", None) else shape[-1]
+    if channels != shape[-1]:
+        raise DataError(f"The data {spec!r} has {channels} channels but the model takes {shape[-1]}.")
     splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
 
     def read(split: str, limit: int) -> np.ndarray:
-        return as_arrays(splits[split], limit)[0]
+        images = [image for image, _ in splits[split].take(limit).batch(256).as_numpy_iterator()]
+        if not images:
+            raise DataError(f"The {split} split of {spec!r} is empty.")
+        return np.concatenate(images)
 
     return read

@@ -27,7 +27,8 @@ def test_models_json_and_task_filter():
     rows = json.loads(invoke("models", "--json", "--task", "classification").output)
     lenet = next(r for r in rows if r["name"] == "lenet5")
     assert lenet["param_count"] == 61_706 and lenet["input_shape"] == [32, 32, 1]
-    assert json.loads(invoke("models", "--json", "--task", "detection").output) == []
+    detectors = json.loads(invoke("models", "--json", "--task", "detection").output)
+    assert [(r["name"], r["param_count"]) for r in detectors] == [("yolo_v1", 271_703_550)]
 
 
 def test_export_prints_the_verification_table(lenet_run, tmp_path):

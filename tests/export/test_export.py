@@ -202,3 +202,75 @@ def test_output_under_a_file(lenet_run, tmp_path):
     blocker.write_text("")
     with pytest.raises(ExportError, match="cannot be written"):
         kapps.export.export(lenet_run.path, out=blocker / "sub" / "out")
+
+
+def detections(boxes, scores, classes, k=3):
+    """One image's detector outputs, padded to k rows as the inference models pad them."""
+    n = len(scores)
+    padded_boxes = np.zeros((1, k, 4), "float32")
+    padded_boxes[0, :n] = np.reshape(boxes, (-1, 4))
+    return {
+        "boxes": padded_boxes,
+        "scores": np.array([list(scores) + [0.0] * (k - n)], "float32"),
+        "classes": np.array([list(classes) + [-1] * (k - n)], "int32"),
+        "num_detections": np.array([n], "int32"),
+    }
+
+
+def stack(*images):
+    return {k: np.concatenate([d[k] for d in images]) for k in images[0]}
+
+
+def test_detections_are_compared_row_by_row_not_as_raw_tensors():
+    reference = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
+    close = detections([[0.1005, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9008, 0.8], [0, 2])
+    close["boxes"][0, 2] = 0.7  # a padding row differs: it is not a detection, so it does not count
+    result = exporter.compare_detections(close, reference, exact=True)
+    assert result["detection_agreement"] == 1.0 and result["count_agreement"] == 1.0
+    assert result["max_box_diff"] == pytest.approx(0.0005, abs=1e-7)
+    assert result["max_score_diff"] == pytest.approx(0.0008, abs=1e-7)
+    assert result["max_abs_diff"] == result["max_score_diff"]
+
+
+def test_detections_disagree_on_count_class_box_or_score():
+    reference = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
+    other_class = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 1])
+    moved = detections([[0.1, 0.1, 0.5, 0.5], [0.62, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
+    fewer = detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0])
+    got = stack(reference, other_class, moved, fewer)
+    result = exporter.compare_detections(got, stack(*[reference] * 4), exact=True)
+    assert result["detection_agreement"] == 0.25  # only the first image
+    assert result["count_agreement"] == 0.75
+    assert result["max_box_diff"] == pytest.approx(0.02, abs=1e-6)
+    # Quantised rule: the moved box still overlaps at IoU 0.28 * 0.3 / (0.3 * 0.3) = 0.933 >= 0.5, same class.
+    loose = exporter.compare_detections(got, stack(*[reference] * 4), exact=False)
+    assert loose["detection_agreement"] == 0.5
+
+
+def test_quantised_detections_pair_in_any_order_at_iou_half():
+    reference = detections([[0.0, 0.0, 0.4, 0.4], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
+    swapped = detections([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.4, 0.4]], [0.81, 0.79], [1, 1])
+    # IoU of [0, 0, 0.4, 0.4] and [0, 0, 0.4, 0.2] is 0.5 exactly: still a pair; [0, 0, 0.4, 0.19] is 0.475: not.
+    half = detections([[0.0, 0.0, 0.4, 0.2], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
+    under = detections([[0.0, 0.0, 0.4, 0.19], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
+    result = exporter.compare_detections(stack(swapped, half, under), stack(*[reference] * 3), exact=False)
+    assert result["detection_agreement"] == pytest.approx(2 / 3)
+    assert exporter.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
+
+
+def test_no_detections_anywhere_agree():
+    empty = detections([], [], [])
+    result = exporter.compare_detections(empty, empty, exact=True)
+    assert result == {
+        "detection_agreement": 1.0,
+        "count_agreement": 1.0,
+        "max_box_diff": 0.0,
+        "max_score_diff": 0.0,
+        "max_abs_diff": 0.0,
+    }
+
+
+def test_report_names_the_task_and_the_classes(exported):
+    _, report = exported
+    assert report["task"] == "classification"
+    assert report["class_names"] == [str(d) for d in range(10)]
