@@ -5,7 +5,8 @@ shared training engine and `kapps.export` the verified SavedModel, TFLite and ON
 
 Importing kapps imports TensorFlow with its C++ start-up chatter (CUDA probing on a machine without a GPU, absl's
 pre-initialisation warning) kept off stderr, and sets `TF_CPP_MIN_LOG_LEVEL=3` unless it is set already. Set
-`KAPPS_TF_LOGS=1` to see all of it.
+`KAPPS_TF_LOGS=1` to see all of it. It also registers kapps' custom layers and losses, so that after `import kapps`
+`keras.saving.load_model` reads any model a kapps recipe saved.
 """
 
 import os
@@ -30,6 +31,8 @@ def _import_tensorflow_quietly() -> None:
 
 _import_tensorflow_quietly()
 
+import kapps.layers  # noqa: E402, F401  (registers the serializable layers, so any .keras file of kapps loads)
+import kapps.losses  # noqa: E402, F401  (and the losses a training model is compiled with)
 from kapps.errors import KappsError  # noqa: E402
 
 __version__ = "0.1.0"

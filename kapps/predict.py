@@ -248,10 +248,7 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
 
 def draw(pixels: np.ndarray, entry: dict, file) -> None:
     """Draw a result as a PNG into `file`: detections as boxes with "class score", classes as a top-k list."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kapps.train.plots import draw_box, plt  # plots selects the Agg backend
 
     height, width = pixels.shape[:2]
     grey = pixels.shape[-1] == 1
@@ -263,13 +260,8 @@ def draw(pixels: np.ndarray, entry: dict, file) -> None:
         ax.imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255)
         colours = plt.get_cmap("tab10")
         for d in entry["detections"]:
-            x1, y1, x2, y2 = d["box"]
-            colour = colours(d["class_id"] % 10)
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
-            ax.text(
-                x1, y1, f"{d['class']} {d['score']:.2f}", color="white", fontsize=9, va="bottom",
-                bbox={"facecolor": colour, "edgecolor": "none", "pad": 1},
-            )  # fmt: skip
+            label = f"{d['class']} {d['score']:.2f}"
+            draw_box(ax, d["box"], colour=colours(d["class_id"] % 10), label=label, fontsize=9)
         ax.set_title(f"{len(entry['detections'])} detections")
     else:
         fig, (ax, bars) = plt.subplots(1, 2, figsize=(size[0] + 4, size[1]), width_ratios=[size[0], 4])

@@ -90,7 +90,8 @@ def fit(
         config: more JSON-ready facts for config.json (model name and arguments, data description...).
         evaluate_each_epoch: more splits to evaluate after every epoch, by prefix (`{"test": test}` logs
             `test_loss`, `test_accuracy`... into history.csv), for curves such as He et al.'s test error.
-        callbacks: more Keras callbacks.
+        callbacks: more Keras callbacks; they run before the checkpoint and the CSV logger, so a metric one of
+            them adds to the epoch's logs (`val_map50`) can be monitored and is logged.
         export_model: turns the trained model into the one users run, when they differ: GoogLeNet without its
             auxiliary heads, a detector with decoding and NMS. The training model's best epoch is then kept in
             `training_model.keras` and `model.keras` holds `export_model(best)`.
@@ -140,11 +141,11 @@ def fit(
     all_callbacks = [
         keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
         *(EvaluateEachEpoch(ds, prefix) for prefix, ds in (evaluate_each_epoch or {}).items()),
+        *callbacks,  # before the checkpoint and the logger, which read the metrics these may add to the logs
         checkpoint,
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.TerminateOnNaN(),
-        *callbacks,
     ]
     start = time.perf_counter()
     model.fit(

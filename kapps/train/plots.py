@@ -1,10 +1,12 @@
-"""Training curves as a PNG: one panel per quantity, training and validation together."""
+"""Pictures of a run as PNGs: training curves, error curves, detections on test images."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -15,11 +17,15 @@ def plot_curves(history: list[dict], path: Path, *, title: str = "") -> Path | N
     path."""
     if not history:
         return None
-    names = [k for k in history[0] if k not in ("epoch", "learning_rate") and not k.startswith(("val_", "test_"))]
+    keys = [k for k in history[0] if k not in ("epoch", "learning_rate")]
+    names = [k for k in keys if not k.startswith(("val_", "test_"))]
+    # quantities measured only on validation or test data (a detector's mAP) get a panel of their own
+    names += sorted({k.split("_", 1)[1] for k in keys if k.startswith(("val_", "test_"))} - set(names))
     epochs = [int(row["epoch"]) + 1 for row in history]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        ax.plot(epochs, [row.get(name) for row in history], label="train")
+        if name in history[0]:
+            ax.plot(epochs, [row.get(name) for row in history], label="train")
         for prefix, label in (("val_", "validation"), ("test_", "test")):
             if f"{prefix}{name}" in history[0]:
                 ax.plot(epochs, [row.get(f"{prefix}{name}") for row in history], label=label)
@@ -57,6 +63,79 @@ def plot_error_curves(histories: dict[str, list[dict]], path: Path, *, panels: d
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path, title=title)
+
+
+def plot_detections(
+    detector,
+    dataset,
+    path: Path,
+    *,
+    class_names: Sequence[str],
+    count: int = 16,
+    score_threshold: float = 0.3,
+    title: str = "",
+) -> Path:
+    """Draw a detector's boxes (solid, with class and score) and the true boxes (dashed) on the first `count`
+    images of a batched `(images, targets)` dataset, in a square grid.
+
+    Args:
+        detector: a model from images to `{"boxes", "scores", "classes", "num_detections"}`, boxes normalised
+            `[x1, y1, x2, y2]`.
+        dataset: batches of images and targets `{"boxes", "classes"}` (class -1 for padding).
+        path: the PNG to write.
+        class_names: names of the classes.
+        count: images to draw.
+        score_threshold: detections scoring below it are left out.
+        title: figure title.
+    """
+    images, truths, found = [], [], []
+    for batch_images, targets in dataset:
+        detections = detector(batch_images, training=False)
+        for i in range(len(batch_images)):
+            if len(images) == count:
+                break
+            images.append(np.asarray(batch_images[i]))
+            valid = np.asarray(targets["classes"][i]) >= 0
+            truths.append(np.asarray(targets["boxes"][i])[valid])
+            n = int(detections["num_detections"][i])
+            keep = np.asarray(detections["scores"][i][:n]) >= score_threshold
+            found.append(
+                (
+                    np.asarray(detections["boxes"][i][:n])[keep],
+                    np.asarray(detections["classes"][i][:n])[keep],
+                    np.asarray(detections["scores"][i][:n])[keep],
+                )
+            )
+        if len(images) == count:
+            break
+    side = int(np.ceil(np.sqrt(len(images))))
+    fig, axes = plt.subplots(side, side, figsize=(2.6 * side, 2.6 * side), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, true_boxes, (boxes, classes, scores) in zip(axes.flat, images, truths, found, strict=False):
+        height, width = image.shape[:2]
+        ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+        for box in true_boxes:
+            draw_box(ax, box * [width, height, width, height], colour="white", dashed=True)
+        for box, cls, score in zip(boxes, classes, scores, strict=True):
+            label = f"{class_names[cls] if 0 <= cls < len(class_names) else cls} {score:.2f}"
+            draw_box(ax, box * [width, height, width, height], colour=colours[cls % len(colours)], label=label)
+    return _save(fig, path, title=title or "predicted (solid) and true (dashed) boxes")
+
+
+def draw_box(ax, box, *, colour, label: str | None = None, dashed: bool = False, fontsize: float = 7) -> None:
+    """Draw one pixel box `[x1, y1, x2, y2]` on a matplotlib image axis, with an optional label above it."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(
+        matplotlib.patches.Rectangle(
+            (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.5, linestyle="--" if dashed else "-"
+        )
+    )
+    if label:
+        ax.text(
+            x1, y1, label, color="white", fontsize=fontsize, va="bottom", bbox={"facecolor": colour, "pad": 1, "lw": 0}
+        )
 
 
 def _save(fig, path: Path, *, title: str) -> Path:

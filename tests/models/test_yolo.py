@@ -116,3 +116,47 @@ def test_decode_gives_image_boxes_and_class_specific_scores():
     np.testing.assert_allclose(scores[0, 0], [0.8 * 0.2, 0.8 * 0.7], atol=1e-6)
     np.testing.assert_allclose(boxes[0, 6], [0.77, 0.77, 1.0, 1.0], atol=1e-6)  # row 1, column 1, box 0
     np.testing.assert_allclose(scores[0, 6], [0.0, 1.0], atol=1e-6)
+
+
+def planted_detector(*, input_size=64, num_classes=3):
+    """A small YOLO v1 detector whose output layer is set by hand: near-constant confident boxes in five cells, one
+    of them doubled by a near-identical second box for NMS to remove, and small image-dependent variations."""
+    model = yolo.yolo_v1(
+        input_shape=(input_size, input_size, 3), num_classes=num_classes, backbone="small", batch_norm=True, dropout=0
+    )
+    fc2 = model.get_layer("fc2")
+    kernel, _ = fc2.get_weights()
+    bias = np.zeros((7, 7, 10 + num_classes), np.float32)
+    planted = {(1, 1): 0, (1, 5): 1, (3, 3): 2, (5, 2): 0, (5, 5): 1}
+    for k, ((row, column), cls) in enumerate(planted.items()):
+        bias[row, column, :5] = [0.5, 0.5, 0.45, 0.4, 0.55 + 0.08 * k]
+        bias[row, column, 10 + cls] = 0.9
+    bias[3, 3, 5:10] = [0.52, 0.5, 0.44, 0.4, 0.5]  # overlaps box 0 of cell (3, 3) at IoU ~0.9: suppressed
+    fc2.set_weights([kernel * 0.02, bias.reshape(-1)])
+    return yolo.yolo_v1_detector(model, num_classes=num_classes, score_threshold=0.1)
+
+
+def test_detector_finds_the_planted_boxes_once():
+    detector = planted_detector()
+    out = detector(np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32))
+    assert set(out) == {"boxes", "scores", "classes", "num_detections"}
+    np.testing.assert_array_equal(np.asarray(out["num_detections"]), [5, 5])
+    assert sorted(np.asarray(out["classes"])[0, :5].tolist()) == [0, 0, 1, 1, 2]
+    scores = np.asarray(out["scores"])[0]
+    assert (np.diff(scores[:5]) <= 0).all() and (scores[5:] == 0).all()
+    assert (np.asarray(out["classes"])[0, 5:] == -1).all()
+
+
+def test_detector_exports_with_the_same_detections(tmp_path):
+    import kapps.export
+
+    detector = planted_detector()
+    detector.save(tmp_path / "yolo.keras")
+    report = kapps.export.export(tmp_path / "yolo.keras", formats="all", out=tmp_path / "export", latency_runs=2)
+    assert report["task"] == "detection"
+    assert [(a["format"], a["detection_agreement"]) for a in report["artifacts"]] == [
+        ("saved_model", 1.0),
+        ("tflite", 1.0),
+        ("onnx", 1.0),
+    ]
+    assert all(a["max_box_diff"] <= 1e-3 and a["passed"] for a in report["artifacts"])
