@@ -163,8 +163,11 @@ def collect_detections(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be None or a positive number of images. Received: limit={limit!r}")
     ground_truth, detections = [], []
+    # One graph per call, traced again only for a new batch shape (a last, smaller batch): predict_on_batch would
+    # make a new function for every inference model the callback builds, and warn about retracing.
+    run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
     for images, targets, *_ in dataset:
-        outputs = model.predict_on_batch(images)
+        outputs = run(images)
         detections.extend(split_batch(outputs))
         truth = {key: np.asarray(value) for key, value in targets.items() if key in ("boxes", "classes", "crowd")}
         ground_truth.extend({key: value[i] for key, value in truth.items()} for i in range(len(truth["boxes"])))

@@ -23,14 +23,26 @@ def test_paper_network_matches_figure_3():
 def test_small_backbone_for_cpu():
     model = yolo.yolo_v1(input_shape=(128, 128, 3), num_classes=3, backbone="small", batch_norm=True)
     assert model.output.shape == (None, 7, 7, 13)
-    assert model.get_layer("backbone_conv9").output.shape == (None, 4, 4, 256)
+    assert model.get_layer("backbone_conv9").output.shape == (None, 8, 8, 256)
     assert model.get_layer("fc1").units == 512
     assert not model.get_layer("backbone_conv1").use_bias
+
+
+def test_convolutional_head_reads_the_grid_off_the_feature_map():
+    model = yolo.yolo_v1(input_shape=(112, 112, 3), num_classes=3, backbone="small", batch_norm=True, head="conv")
+    assert model.get_layer("backbone_conv9").output.shape == (None, 7, 7, 256)
+    assert "head_dropout" not in [layer.name for layer in model.layers]
+    assert model.output.shape == (None, 7, 7, 13)
+    assert model.get_layer("grid").count_params() == 512 * 13 + 13
+    with pytest.raises(ValueError, match="head='conv' needs an input of grid_size x stride = 112x112"):
+        yolo.yolo_v1(input_shape=(128, 128, 3), backbone="small", head="conv")
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backbone must be one of"):
         yolo.yolo_v1(backbone="tiny")
+    with pytest.raises(ValueError, match="head must be one of"):
+        yolo.yolo_v1(head="fcn")
     with pytest.raises(ValueError, match="grid_size must be a positive integer"):
         yolo.yolo_v1(grid_size=0)
 

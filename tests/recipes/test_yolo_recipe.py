@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, run_cli
@@ -43,7 +44,15 @@ def test_tiny_budget_writes_a_detector_run_folder(tmp_path):
     assert entry["task"] == "detection" and (entry["width"], entry["height"]) == (160, 90)
 
 
-def test_bad_options_are_one_sentence(tmp_path):
-    result = run_cli(RECIPE, "--grid-size", "0", "--out", str(tmp_path / "run"))
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid-size", "0"], "error: --grid-size must be a positive whole number, not 0."),
+        (["--image-size", "128"], "error: These options do not make a YOLO v1: head='conv' needs an input of"),
+    ],
+)
+def test_bad_options_are_one_sentence(tmp_path, args, message):
+    result = run_cli(RECIPE, *args, "--out", str(tmp_path / "run"))
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: --grid-size must be a positive whole number, not 0."
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

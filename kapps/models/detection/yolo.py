@@ -38,18 +38,20 @@ _PAPER = (
     Conv(3, 1024), Conv(3, 1024),
 )  # fmt: skip
 
-# The same pattern scaled down for CPU work at 96-160 pixels: 9 convolutions, five pools (stride 32).
+# The same pattern scaled down for CPU work at about 100 pixels: a stride-2 stem as in the paper, then 8
+# convolutions and three pools (stride 16).
 _SMALL = (
-    Conv(3, 16), POOL,
-    Conv(3, 32), POOL,
+    Conv(3, 16, 2), Conv(3, 32), POOL,
     Conv(3, 64), POOL,
     Conv(1, 32), Conv(3, 128), POOL,
-    Conv(1, 64), Conv(3, 256), POOL,
+    Conv(1, 64), Conv(3, 256),
     Conv(1, 128), Conv(3, 256),
 )  # fmt: skip
 
 BACKBONES = {"paper": _PAPER, "small": _SMALL}
+STRIDES = {"paper": 64, "small": 16}
 HEAD_UNITS = {"paper": 4096, "small": 512}
+HEADS = ("dense", "conv")
 
 
 def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
@@ -86,8 +88,9 @@ def yolo_v1(
     boxes_per_cell: int = 2,
     backbone: str = "paper",
     batch_norm: bool = False,
+    head: str = "dense",
     head_units: int | None = None,
-    dropout: float = 0.5,
+    dropout: float | None = None,
     weights: str | None = None,
     name: str = "yolo_v1",
 ) -> keras.Model:
@@ -97,17 +100,25 @@ def yolo_v1(
     Each cell's numbers are B groups of `(x, y, sqrt_w, sqrt_h, confidence)` and C class probabilities (see
     `kapps.layers.yolo`); the output layer is linear, as in the paper.
 
+    `head="conv"` replaces the two fully connected layers by a 3x3 and a 1x1 convolution on the backbone's
+    S x S map (the change YOLO v2 made): each cell's numbers then come from the features around it, which
+    trains far faster from scratch, at the price of the paper's whole-image view. It needs an input of S times
+    the backbone's stride (7 x 16 = 112 for the small backbone).
+
     Args:
-        input_shape: (height, width, channels); the backbone's stride is 64 (paper) or 32 (small), and the
-            fully connected head reads whatever map that leaves, so any size from one stride up works.
+        input_shape: (height, width, channels); the backbone's stride is 64 (paper) or 16 (small); the fully
+            connected head reads whatever map that leaves, so any size from one stride up works.
         num_classes: C.
         grid_size: S.
         boxes_per_cell: B.
         backbone: `"paper"` (Figure 3's 24 convolutions) or `"small"` (9 convolutions, for CPU training).
         batch_norm: batch normalisation after each convolution (YOLO v2's change; the convolutions then have no
             bias). The paper has none.
-        head_units: width of the first fully connected layer: 4096 (paper) or 512 (small) by default.
-        dropout: rate of the dropout after it (0.5 in the paper).
+        head: `"dense"` (the paper's two fully connected layers) or `"conv"` (see above).
+        head_units: width of the first fully connected layer (or of the 3x3 convolution): 4096 (paper) or 512
+            (small) by default.
+        dropout: rate of the dropout after it: 0.5 (the paper's) for the dense head, none for the convolutional
+            one by default, where it would drop the very features a cell's box is read from.
         weights: `None` or the path of a weight file of this architecture.
         name: model name.
 
@@ -119,20 +130,36 @@ def yolo_v1(
     for arg, value in (("num_classes", num_classes), ("grid_size", grid_size), ("boxes_per_cell", boxes_per_cell)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive integer. Received: {arg}={value!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}. Received: head={head!r}")
     if input_shape[0] is None or input_shape[1] is None:
-        raise ValueError(f"YOLO's fully connected head needs a fixed input size. Received: {input_shape=}")
+        raise ValueError(f"YOLO's head needs a fixed input size. Received: input_shape={input_shape}")
+    side = grid_size * STRIDES[backbone]
+    if head == "conv" and tuple(input_shape[:2]) != (side, side):
+        raise ValueError(
+            f"head='conv' needs an input of grid_size x stride = {side}x{side} with the {backbone} backbone. "
+            f"Received: input_shape={input_shape}"
+        )
     units = head_units or HEAD_UNITS[backbone]
+    if dropout is None:
+        dropout = 0.5 if head == "dense" else 0.0
     depth = boxes_per_cell * 5 + num_classes
 
     inputs = model_input(input_shape, weights=weights)
     x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(units, name="fc1")(x)
-    x = keras.layers.LeakyReLU(negative_slope=0.1, name="fc1_leaky")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
-    x = keras.layers.Dense(grid_size * grid_size * depth, dtype="float32", name="fc2")(x)
-    x = keras.layers.Reshape((grid_size, grid_size, depth), name="grid")(x)
+    if head == "conv":
+        x = darknet_backbone(x, (Conv(3, units),), batch_norm=batch_norm, name="head")
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        x = keras.layers.Conv2D(depth, 1, dtype="float32", name="grid")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(units, name="fc1")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.1, name="fc1_leaky")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
+        x = keras.layers.Dense(grid_size * grid_size * depth, dtype="float32", name="fc2")(x)
+        x = keras.layers.Reshape((grid_size, grid_size, depth), name="grid")(x)
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights)
     return model
@@ -144,7 +171,7 @@ def yolo_v1_detector(
     num_classes: int,
     max_detections: int = 100,
     iou_threshold: float = 0.5,
-    score_threshold: float = 0.05,
+    score_threshold: float = 0.01,
     name: str | None = None,
 ) -> keras.Model:
     """The trained YOLO v1 `model` as a detector: grid decoding and per-class non-maximum suppression appended.
@@ -154,7 +181,9 @@ def yolo_v1_detector(
         num_classes: its C; B follows from the grid's depth, B * 5 + C.
         max_detections: detections kept per image.
         iou_threshold: boxes of one class overlapping a better one by more than this are suppressed.
-        score_threshold: class-specific scores below this are dropped before suppression.
+        score_threshold: class-specific scores below this are dropped before suppression. It is low, as
+            evaluators want (COCO's mAP counts every detection); a user filters the scores for display, as
+            `kapps predict --score-threshold` does.
         name: the detector's name, `model.name` by default.
 
     Returns:
