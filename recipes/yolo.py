@@ -43,6 +43,7 @@ import keras
 @click.option("--grid-size", type=int, default=7, show_default=True, help="S, cells along each side.")
 @click.option("--boxes-per-cell", type=int, default=2, show_default=True, help="B, boxes each cell predicts.")
 @click.option("--map-every", type=int, default=5, show_default=True, help="Epochs between validation mAPs.")
+@click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 4000,500,500].")
 def main(
     opts: kapps.train.TrainOptions,
     image_size: int,
@@ -52,6 +53,7 @@ def main(
     grid_size: int,
     boxes_per_cell: int,
     map_every: int,
+    scenes: str | None,
 ) -> kapps.train.Run:
     for option, value in (("--grid-size", grid_size), ("--boxes-per-cell", boxes_per_cell), ("--map-every", map_every)):
         if value < 1:
@@ -64,8 +66,22 @@ def main(
     except ValueError as err:
         raise OptionError(f"These options do not make a YOLO v1: {err}") from None
 
+    source_kwargs = {}
+    if scenes is not None:
+        if opts.data != "shapes":
+            raise OptionError(f"--scenes sets the size of the shapes source, not of {opts.data!r}.")
+        try:
+            sizes = tuple(int(n) for n in scenes.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 3 or min(sizes) < 1:
+            raise OptionError(f"--scenes takes three positive counts such as 4000,500,500, not {scenes!r}.")
+        source_kwargs["sizes"] = sizes
+
     # 1. Data: images with padded boxes; training flips and rescales them, and the loss reads them as a grid.
-    data = load_detection(opts.data, image_size=(image_size, image_size), seed=opts.seed, data_dir=opts.data_dir)
+    data = load_detection(
+        opts.data, image_size=(image_size, image_size), seed=opts.seed, data_dir=opts.data_dir, **source_kwargs
+    )
     num_classes = data.num_classes
     flip_and_scale = detection_augment(image_size=(image_size, image_size), seed=opts.seed)
 

@@ -14,7 +14,7 @@ RECIPE = str(ROOT / "recipes" / "yolo.py")
 
 def test_tiny_budget_writes_a_detector_run_folder(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--out", str(out))
+    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--scenes", "64,32,32", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "yolo_v1 on shapes: test mAP@0.5" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -49,6 +49,7 @@ def test_tiny_budget_writes_a_detector_run_folder(tmp_path):
     [
         (["--grid-size", "0"], "error: --grid-size must be a positive whole number, not 0."),
         (["--image-size", "128"], "error: These options do not make a YOLO v1: head='conv' needs an input of"),
+        (["--scenes", "10,10"], "error: --scenes takes three positive counts such as 4000,500,500, not '10,10'."),
     ],
 )
 def test_bad_options_are_one_sentence(tmp_path, args, message):

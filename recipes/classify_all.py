@@ -1,0 +1,92 @@
+"""Train every registered classifier with the classify recipe, one after another, and tabulate the results.
+
+This is how the README's model table gets its "recipe result" column: each model goes through
+`recipes/classify.py` with the same data, seed and budget, in its own process, and its test accuracy and wall
+time land in `results.json` and a Markdown table. Models that already have a result are skipped, so an
+interrupted sweep goes on where it stopped.
+
+    python recipes/classify_all.py                          # digits, 10 epochs each, saved_models/classify_all/
+    python recipes/classify_all.py --models resnet20,vgg11_bn --epochs 30
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kapps.models
+from kapps.errors import KappsError, OptionError
+
+import click
+
+RECIPE = Path(__file__).with_name("classify.py")
+
+
+def smallest_input(name: str, wanted: int) -> int:
+    """The recipe's image size for `name`: `wanted`, or the smallest size its architecture accepts above it."""
+    for size in (wanted, 64, 75, 96, 128):
+        if size < wanted:
+            continue
+        try:
+            kapps.models.build(name, input_shape=(size, size, 1), num_classes=10)
+            return size
+        except ValueError:
+            continue
+    raise OptionError(f"{name} cannot be built at {wanted} to 128 pixels.")
+
+
+@click.command(help="Train every registered classifier with recipes/classify.py and tabulate test accuracy.")
+@click.option("--models", "names", default=None, help="Comma-separated models [default: every classifier].")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--data", default="digits", show_default=True)
+@click.option("--image-size", type=int, default=32, show_default=True, help="Smallest input side to use.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="saved_models/classify_all", show_default=True)
+def main(names: str | None, epochs: int, data: str, image_size: int, seed: int, out: str) -> None:
+    try:
+        chosen = names.split(",") if names else kapps.models.list_models(task="classification")
+        for name in chosen:
+            kapps.models.info(name)
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results_file = out_dir / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.exists() else {}
+        for name in chosen:
+            if name in results:
+                continue
+            size = smallest_input(name, image_size)
+            args = ["--model", name, "--data", data, "--epochs", str(epochs), "--image-size", str(size)]
+            args += ["--seed", str(seed), "--out", str(out_dir / name)]
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, str(RECIPE), *args], env=os.environ, capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            if done.returncode != 0:
+                click.echo(f"{name}: failed: {done.stderr.strip().splitlines()[-1:]}", err=True)
+                continue
+            metrics = json.loads((out_dir / name / "metrics.json").read_text())
+            results[name] = {
+                "test_accuracy": metrics["test_accuracy"],
+                "image_size": size,
+                "epochs": epochs,
+                "data": data,
+                "seconds": round(seconds),
+            }
+            results_file.write_text(json.dumps(results, indent=2) + "\n")
+            click.echo(f"{name}: test accuracy {metrics['test_accuracy']:.4f} at {size}x{size} in {seconds:.0f} s")
+    except KappsError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    lines = ["| model | input | test accuracy | wall time |", "|---|---|---|---|"]
+    for name, r in results.items():
+        size = f"{r['image_size']}x{r['image_size']}"
+        lines.append(f"| `{name}` | {size} | {r['test_accuracy']:.2%} | {r['seconds']} s |")
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    click.echo(f"wrote {out_dir / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The sweep over classifiers: one model at a tiny budget, its row in the table, and a resumed sweep skipping it."""
+
+import json
+
+from tests.conftest import ROOT, run_cli
+
+RECIPE = str(ROOT / "recipes" / "classify_all.py")
+
+
+def test_one_model_sweep_and_resume(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli(RECIPE, "--models", "lenet5", "--epochs", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"lenet5"}
+    assert results["lenet5"]["image_size"] == 32 and 0.0 <= results["lenet5"]["test_accuracy"] <= 1.0
+    table = (out / "results.md").read_text().splitlines()
+    assert table[2].startswith("| `lenet5` | 32x32 | ")
+    again = run_cli(RECIPE, "--models", "lenet5", "--epochs", "1", "--out", str(out))
+    assert again.returncode == 0 and "lenet5: test accuracy" not in again.stdout  # already measured: skipped
+
+
+def test_unknown_model_is_one_sentence(tmp_path):
+    result = run_cli(RECIPE, "--models", "vgg99", "--out", str(tmp_path / "sweep"))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: There is no model named 'vgg99'")
