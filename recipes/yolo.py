@@ -39,6 +39,13 @@ import keras
 @click.option("--image-size", type=int, default=112, show_default=True, help="Side of the square input.")
 @click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="small", show_default=True)
 @click.option("--head", type=click.Choice(HEADS), default="conv", show_default=True, help="dense: the paper's.")
+@click.option(
+    "--class-activation",
+    type=click.Choice(["linear", "softmax"]),
+    default="linear",
+    show_default=True,
+    help="Output of the class probabilities: linear as in the paper, or a softmax per cell.",
+)
 @click.option("--batch-norm/--no-batch-norm", default=True, show_default=True, help="Batch norm in the backbone.")
 @click.option("--grid-size", type=int, default=7, show_default=True, help="S, cells along each side.")
 @click.option("--boxes-per-cell", type=int, default=2, show_default=True, help="B, boxes each cell predicts.")
@@ -49,6 +56,7 @@ def main(
     image_size: int,
     backbone: str,
     head: str,
+    class_activation: str,
     batch_norm: bool,
     grid_size: int,
     boxes_per_cell: int,
@@ -60,7 +68,12 @@ def main(
             raise OptionError(f"{option} must be a positive whole number, not {value}.")
     if image_size < 32:
         raise OptionError(f"--image-size must be at least 32, not {image_size}.")
-    architecture = {"backbone": backbone, "batch_norm": batch_norm, "head": head}
+    architecture = {
+        "backbone": backbone,
+        "batch_norm": batch_norm,
+        "head": head,
+        "class_activation": None if class_activation == "linear" else class_activation,
+    }
     try:  # an input size the head cannot take fails here, in one sentence, before the data is made
         kapps.models.build("yolo_v1", input_shape=(image_size, image_size, 3), grid_size=grid_size, **architecture)
     except ValueError as err:

@@ -38,6 +38,19 @@ def test_convolutional_head_reads_the_grid_off_the_feature_map():
         yolo.yolo_v1(input_shape=(128, 128, 3), backbone="small", head="conv")
 
 
+def test_softmax_classes_keep_the_weights_and_the_layout():
+    linear = yolo.yolo_v1(input_shape=(112, 112, 3), num_classes=3, backbone="small", head="conv")
+    softmax = yolo.yolo_v1(
+        input_shape=(112, 112, 3), num_classes=3, backbone="small", head="conv", class_activation="softmax"
+    )
+    assert softmax.count_params() == linear.count_params()
+    grid = np.asarray(softmax(np.random.default_rng(0).random((2, 112, 112, 3), dtype=np.float32)))
+    assert grid.shape == (2, 7, 7, 13)
+    np.testing.assert_allclose(grid[..., 10:].sum(-1), 1.0, atol=1e-5)  # per-cell probabilities
+    dense = yolo.yolo_v1(input_shape=(64, 64, 3), num_classes=3, backbone="small", class_activation="softmax")
+    assert dense.count_params() == yolo.yolo_v1(input_shape=(64, 64, 3), num_classes=3, backbone="small").count_params()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backbone must be one of"):
         yolo.yolo_v1(backbone="tiny")

@@ -91,6 +91,7 @@ def yolo_v1(
     head: str = "dense",
     head_units: int | None = None,
     dropout: float | None = None,
+    class_activation: str | None = None,
     weights: str | None = None,
     name: str = "yolo_v1",
 ) -> keras.Model:
@@ -119,6 +120,8 @@ def yolo_v1(
             (small) by default.
         dropout: rate of the dropout after it: 0.5 (the paper's) for the dense head, none for the convolutional
             one by default, where it would drop the very features a cell's box is read from.
+        class_activation: `None` (the paper's linear output) or an activation for the class probabilities
+            alone, such as `"softmax"` per cell; the loss is the same sum of squares either way.
         weights: `None` or the path of a weight file of this architecture.
         name: model name.
 
@@ -151,18 +154,32 @@ def yolo_v1(
         x = darknet_backbone(x, (Conv(3, units),), batch_norm=batch_norm, name="head")
         if dropout:
             x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        x = keras.layers.Conv2D(depth, 1, dtype="float32", name="grid")(x)
     else:
         x = keras.layers.Flatten(name="flatten")(x)
         x = keras.layers.Dense(units, name="fc1")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.1, name="fc1_leaky")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
-        x = keras.layers.Dense(grid_size * grid_size * depth, dtype="float32", name="fc2")(x)
-        x = keras.layers.Reshape((grid_size, grid_size, depth), name="grid")(x)
+    if class_activation is None:
+        x = _grid_output(x, depth, head=head, grid_size=grid_size, name="grid")
+    else:
+        # the same weights split in two: linear boxes and confidences, per-cell activated class probabilities
+        boxes = _grid_output(x, boxes_per_cell * 5, head=head, grid_size=grid_size, name="grid_boxes")
+        classes = _grid_output(x, num_classes, head=head, grid_size=grid_size, name="grid_classes")
+        classes = keras.layers.Activation(class_activation, dtype="float32", name="grid_classes_activation")(classes)
+        x = keras.layers.Concatenate(dtype="float32", name="grid")([boxes, classes])
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights)
     return model
+
+
+def _grid_output(x, depth: int, *, head: str, grid_size: int, name: str):
+    """The linear output layer: a 1x1 convolution on the map, or a dense layer reshaped to the grid."""
+    if head == "conv":
+        return keras.layers.Conv2D(depth, 1, dtype="float32", name=name)(x)
+    dense = name.replace("grid", "fc2")  # fc2, fc2_boxes, fc2_classes
+    x = keras.layers.Dense(grid_size * grid_size * depth, dtype="float32", name=dense)(x)
+    return keras.layers.Reshape((grid_size, grid_size, depth), dtype="float32", name=name)(x)
 
 
 def yolo_v1_detector(
