@@ -20,7 +20,8 @@ def detection_augment(*, image_size, seed: int = 0, flip: bool = True, scale=(0.
 
     Args:
         image_size: (height, width) of the output images.
-        seed: seed of the random transforms.
+        seed: seed of the random transforms. (It also seeds TensorFlow's global generator, which keras-cv 0.9's
+            layers read when they are built.)
         flip: flip half of the images left to right.
         scale: (smallest, largest) resize factor, or None for no scale jitter.
 
@@ -41,21 +42,21 @@ def detection_augment(*, image_size, seed: int = 0, flip: bool = True, scale=(0.
         raise ValueError(f"flip must be True or False. Received: flip={flip!r}")
     import keras_cv  # 1.5 s to import: only when augmentation is asked for
 
+    # keras-cv 0.9's constructors read TensorFlow's global generator (RandomFlip when its seed is 0, JitteredResize
+    # always), which raises once op determinism is on unless a global generator was set: set a seeded one.
+    tf.random.set_global_generator(tf.random.Generator.from_seed(seed))
     layers = []
     if flip:
-        layers.append(
-            keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format="rel_xyxy", seed=seed, dtype="float32")
-        )
+        layers.append(keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format="rel_xyxy", dtype="float32"))
     if scale is not None:
         layers.append(
             keras_cv.layers.JitteredResize(
-                target_size=size,
-                scale_factor=scale,
-                bounding_box_format="rel_xyxy",
-                seed=seed + 1,
-                dtype="float32",
+                target_size=size, scale_factor=scale, bounding_box_format="rel_xyxy", seed=seed, dtype="float32"
             )
         )
+    # ... and would then draw its flips and crop offsets from it: each layer gets a generator of its own instead.
+    for number, layer in enumerate(layers):
+        layer._random_generator = tf.random.Generator.from_seed(seed * 1_000 + number + 1)
     height, width = size
 
     def augment(images, targets):

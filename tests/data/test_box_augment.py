@@ -111,3 +111,19 @@ def test_scale_jitter_resizes_masks_with_the_images_in_the_pipeline():
 def test_bad_arguments_name_themselves(options, message):
     with pytest.raises(ValueError, match=message):
         detection_augment(**options)
+
+
+def test_the_seed_decides_the_transforms_even_under_op_determinism():
+    # keras-cv would draw from TensorFlow's global generator, which op determinism (the recipes' default) forbids.
+    tf.config.experimental.enable_op_determinism()
+    data = load_shapes(image_size=(48, 48), seed=2, sizes=(16, 1, 1), max_objects=3)
+
+    def first_batches(seed):
+        augment = detection_augment(image_size=(48, 48), seed=seed)
+        stream = kapps.data.pipeline(data.train, batch_size=8, training=True, augment=augment, seed=0)
+        return [boxes for _, targets in stream.take(3).as_numpy_iterator() for boxes in [targets["boxes"]]]
+
+    same, again, other = first_batches(3), first_batches(3), first_batches(4)
+    for a, b in zip(same, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(same, other, strict=True))
