@@ -139,13 +139,15 @@ def fit(
         initial_value_threshold=best_so_far,
     )
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
         *(EvaluateEachEpoch(ds, prefix) for prefix, ds in (evaluate_each_epoch or {}).items()),
         *callbacks,  # before the checkpoint and the logger, which read the metrics these may add to the logs
         checkpoint,
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.TerminateOnNaN(),
+        # Last: an epoch is backed up only once everything above has logged and checkpointed it, so a run killed
+        # in between does that epoch again rather than resuming with a gap in history.csv.
+        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
     ]
     start = time.perf_counter()
     model.fit(
