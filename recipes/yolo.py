@@ -13,15 +13,19 @@ pre-training the first 20 convolutions on ImageNet.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import kapps.data
 import kapps.models
 import kapps.train
 from kapps.data.box_augment import detection_augment
+from kapps.data.crops import object_crops
 from kapps.data.detection import load_detection
 from kapps.errors import OptionError
 from kapps.losses import YoloV1Loss, yolo_v1_targets
 from kapps.metrics import DetectionMetrics, evaluate_detector
-from kapps.models.detection.yolo import BACKBONES, HEADS, yolo_v1_detector
+from kapps.models.detection.yolo import BACKBONES, HEADS, transfer_backbone, yolo_v1_classifier, yolo_v1_detector
 from kapps.train.plots import plot_detections
 
 import click
@@ -50,6 +54,13 @@ import keras
 @click.option("--grid-size", type=int, default=7, show_default=True, help="S, cells along each side.")
 @click.option("--boxes-per-cell", type=int, default=2, show_default=True, help="B, boxes each cell predicts.")
 @click.option("--map-every", type=int, default=5, show_default=True, help="Epochs between validation mAPs.")
+@click.option(
+    "--pretrain-epochs",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Epochs of classifying object crops with the backbone first (the paper pre-trains on ImageNet).",
+)
 @click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 4000,500,500].")
 def main(
     opts: kapps.train.TrainOptions,
@@ -62,10 +73,13 @@ def main(
     boxes_per_cell: int,
     map_every: int,
     scenes: str | None,
+    pretrain_epochs: int,
 ) -> kapps.train.Run:
     for option, value in (("--grid-size", grid_size), ("--boxes-per-cell", boxes_per_cell), ("--map-every", map_every)):
         if value < 1:
             raise OptionError(f"{option} must be a positive whole number, not {value}.")
+    if pretrain_epochs < 0:
+        raise OptionError(f"--pretrain-epochs must be zero or more, not {pretrain_epochs}.")
     if image_size < 32:
         raise OptionError(f"--image-size must be at least 32, not {image_size}.")
     architecture = {
@@ -122,6 +136,37 @@ def main(
     def detector(model: keras.Model) -> keras.Model:
         return yolo_v1_detector(model, num_classes=num_classes)
 
+    # 2b. Optionally, pre-train the backbone as a classifier of the objects cut out of the training scenes.
+    pretrained = None
+    if pretrain_epochs:
+        crops = object_crops(data, size=(48, 48))
+        crop_opts = dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs)
+        crop_steps = crop_opts.epoch_steps(crops.sizes["train"])
+        crop_schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=pretrain_epochs * crop_steps)
+        pretrained = kapps.train.fit(
+            crop_opts,
+            build_model=lambda: yolo_v1_classifier(
+                input_shape=crops.input_shape, num_classes=num_classes, backbone=backbone, batch_norm=batch_norm
+            ),
+            train=kapps.data.pipeline(crops.train, batch_size=opts.batch_size, training=True, seed=opts.seed),
+            train_steps=crop_steps,
+            val=kapps.data.pipeline(crops.val, batch_size=256, training=False),
+            test=kapps.data.pipeline(crops.test, batch_size=256, training=False),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            optimizer=lambda: keras.optimizers.Adam(crop_schedule),
+            monitor="val_accuracy",
+            mode="max",
+            config={"task": "classification", "model": {"name": "yolo_v1_classifier"}, "data": crops.describe()},
+        )
+        click.echo(f"backbone pre-training on object crops: test accuracy {pretrained.metrics['test_accuracy']:.4f}")
+
+    def build_model() -> keras.Model:
+        model = kapps.models.build("yolo_v1", **model_kwargs)
+        if pretrained is not None:
+            transfer_backbone(pretrained.model, model)
+        return model
+
     # 3. Train with the paper's loss and Adam (a warm-up, then cosine decay); the best validation mAP@0.5 is kept.
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -132,7 +177,7 @@ def main(
     )
     run = kapps.train.fit(
         opts,
-        build_model=lambda: kapps.models.build("yolo_v1", **model_kwargs),
+        build_model=build_model,
         train=train,
         train_steps=steps,
         val=val.map(as_grid),

@@ -185,3 +185,16 @@ def test_detector_exports_with_the_same_detections(tmp_path):
         ("onnx", 1.0),
     ]
     assert all(a["max_box_diff"] <= 1e-3 and a["passed"] for a in report["artifacts"])
+
+
+def test_backbone_pretrained_as_a_classifier_moves_into_the_detector():
+    classifier = yolo.yolo_v1_classifier(input_shape=(48, 48, 3), num_classes=4, backbone="small", batch_norm=True)
+    assert classifier.output.shape == (None, 4)
+    for layer in classifier.layers:
+        if layer.weights:
+            layer.set_weights([np.full(w.shape, 0.5, np.float32) for w in layer.get_weights()])
+    detector = yolo.yolo_v1(input_shape=(112, 112, 3), num_classes=4, backbone="small", batch_norm=True, head="conv")
+    copied = yolo.transfer_backbone(classifier, detector)
+    assert copied == 18  # 9 convolutions and their batch norms
+    np.testing.assert_array_equal(detector.get_layer("backbone_conv5").get_weights()[0], 0.5)
+    assert not np.all(detector.get_layer("grid").get_weights()[0] == 0.5)

@@ -14,9 +14,12 @@ RECIPE = str(ROOT / "recipes" / "yolo.py")
 
 def test_tiny_budget_writes_a_detector_run_folder(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--scenes", "64,32,32", "--out", str(out))
+    args = ["--epochs", "1", "--steps-per-epoch", "2", "--scenes", "64,32,32", "--pretrain-epochs", "1"]
+    result = run_cli(RECIPE, *args, "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "yolo_v1 on shapes: test mAP@0.5" in result.stdout
+    assert "backbone pre-training on object crops: test accuracy" in result.stdout
+    assert (out / "pretrain" / "model.keras").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["map50"] <= 1.0 and 0.0 <= metrics["map"] <= metrics["map50"]
     assert set(metrics["per_class_ap50"]) == {"circle", "square", "triangle", "cross"}

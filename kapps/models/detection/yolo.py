@@ -173,6 +173,43 @@ def yolo_v1(
     return model
 
 
+def yolo_v1_classifier(
+    *,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    num_classes: int = 1000,
+    backbone: str = "paper",
+    batch_norm: bool = False,
+    name: str = "yolo_v1_classifier",
+) -> keras.Model:
+    """The backbone of `yolo_v1` as a classifier, for pre-training: convolutions, average pooling, softmax.
+
+    The paper pre-trains its first 20 convolutions this way on ImageNet at 224x224 before detecting at 448x448
+    (Redmon et al. 2016, Sec. 2.2). The layers carry the detector's names (`backbone_conv1`...), so
+    `transfer_backbone` moves them into a `yolo_v1` of any input size.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}. Received: backbone={backbone!r}")
+    inputs = model_input(input_shape)
+    x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def transfer_backbone(source: keras.Model, target: keras.Model) -> int:
+    """Copy the weights of every `backbone_*` layer of `source` into the layer of the same name in `target`.
+
+    Returns:
+        The number of layers copied.
+    """
+    copied = 0
+    for layer in source.layers:
+        if layer.name.startswith("backbone_") and layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+            copied += 1
+    return copied
+
+
 def _grid_output(x, depth: int, *, head: str, grid_size: int, name: str):
     """The linear output layer: a 1x1 convolution on the map, or a dense layer reshaped to the grid."""
     if head == "conv":

@@ -1,0 +1,44 @@
+"""Object crops: every labelled object of a detection source as a classification example."""
+
+from kapps.data.crops import object_crops
+from kapps.data.sources import Data
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def scenes():
+    """Two 20x40 images: the first has a red 10x10 square at pixels (x 4-14, y 6-16) and padding, the second a
+    green 20x10 bar at (x 20-40, y 0-10)."""
+    images = np.zeros((2, 20, 40, 3), np.float32)
+    images[0, 6:16, 4:14, 0] = 1.0
+    images[1, 0:10, 20:40, 1] = 1.0
+    boxes = np.zeros((2, 3, 4), np.float32)
+    boxes[0, 0] = [4 / 40, 6 / 20, 14 / 40, 16 / 20]
+    boxes[1, 0] = [20 / 40, 0, 1, 10 / 20]
+    classes = np.array([[1, -1, -1], [0, -1, -1]], np.int32)
+    split = tf.data.Dataset.from_tensor_slices((images, {"boxes": boxes, "classes": classes}))
+    return Data("toy", split, split.take(1), split.skip(1), (20, 40, 3), ["bar", "square"], {})
+
+
+def test_each_object_becomes_one_example_of_its_class():
+    crops = object_crops(scenes(), size=(8, 8), margin=0.0)
+    assert crops.sizes == {"train": 2, "val": 1, "test": 1}
+    assert crops.input_shape == (8, 8, 3) and crops.class_names == ["bar", "square"]
+    examples = list(crops.train.as_numpy_iterator())
+    (square, square_class), (bar, bar_class) = examples
+    assert (square_class, bar_class) == (1, 0)
+    assert square[1:-1, 1:-1, 0].min() > 0.99 and square[..., 1].max() == 0  # the red square fills its crop
+    assert bar[1:-1, 1:-1, 1].min() > 0.99 and bar[..., 0].max() == 0
+
+
+def test_margin_keeps_context_around_the_object():
+    crop, _ = next(object_crops(scenes(), size=(20, 20), margin=0.5).train.as_numpy_iterator())
+    # the 10x10 square with 5 pixels of context on each side: its middle half is red, the border black
+    assert crop[7:13, 7:13, 0].min() > 0.99 and crop[:3, :, 0].max() < 0.01 and crop[:, -3:, 0].max() < 0.01
+
+
+def test_negative_margin_is_refused():
+    with pytest.raises(ValueError, match="margin must be zero or more"):
+        object_crops(scenes(), margin=-0.1)
