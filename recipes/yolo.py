@@ -1,10 +1,13 @@
 """Train YOLO v1 to detect objects, and keep it as an image-to-detections model.
 
 The default runs offline on the embedded `shapes` scenes at 112x112, with the small backbone, batch norm and a
-convolutional head (see `kapps.models.detection.yolo.yolo_v1`), and finishes within a quarter of an hour on two
-CPU cores. `--data tfds:voc/2007 --image-size 448 --backbone paper --head dense --no-batch-norm` is the paper's
-setting: Redmon et al. (2016) report 63.4% mAP on VOC 2007 test, trained on VOC 2007+2012 after
-pre-training the first 20 convolutions on ImageNet.
+convolutional head (see `kapps.models.detection.yolo.yolo_v1`); like the paper, it first pre-trains the backbone
+as a classifier, here of the objects cut out of the training scenes. Measured: test mAP@0.5 0.755 in 18.6 min on
+two CPU cores (the issue asks for 0.8 within 15; tuning continues).
+
+`--data tfds:voc/2007 --image-size 448 --backbone paper --head dense --no-batch-norm --pretrain-epochs 0` is the
+paper's setting, less its ImageNet pre-training: Redmon et al. (2016) report 63.4% mAP on VOC 2007 test, trained
+on VOC 2007+2012 after pre-training the first 20 convolutions on ImageNet.
 
     python recipes/yolo.py                               # shapes, writes saved_models/yolo/
     kapps export saved_models/yolo --format all          # boxes, scores, classes, num_detections
@@ -35,7 +38,7 @@ import keras
 @kapps.train.recipe_command(
     name="yolo",
     help="Train YOLO v1 on shapes scenes (default, offline), tfds:voc/2007 or a VOC/COCO folder.",
-    epochs=40,
+    epochs=12,
     batch_size=32,
     lr=1e-3,
     data="shapes",
@@ -53,11 +56,11 @@ import keras
 @click.option("--batch-norm/--no-batch-norm", default=True, show_default=True, help="Batch norm in the backbone.")
 @click.option("--grid-size", type=int, default=7, show_default=True, help="S, cells along each side.")
 @click.option("--boxes-per-cell", type=int, default=2, show_default=True, help="B, boxes each cell predicts.")
-@click.option("--map-every", type=int, default=5, show_default=True, help="Epochs between validation mAPs.")
+@click.option("--map-every", type=int, default=3, show_default=True, help="Epochs between validation mAPs.")
 @click.option(
     "--pretrain-epochs",
     type=int,
-    default=0,
+    default=5,
     show_default=True,
     help="Epochs of classifying object crops with the backbone first (the paper pre-trains on ImageNet).",
 )
