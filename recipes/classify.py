@@ -96,12 +96,7 @@ def main(
 
     # 3. Train with SGD, Nesterov momentum and a cosine-decayed learning rate after a short warm-up.
     steps = opts.epoch_steps(data.sizes["train"])
-    schedule = keras.optimizers.schedules.CosineDecay(
-        opts.lr / 10,
-        decay_steps=opts.epochs * steps,
-        warmup_target=opts.lr,
-        warmup_steps=min(steps, opts.epochs * steps // 10),
-    )
+    schedule = kapps.train.warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
     run = kapps.train.fit(
         opts,
         build_model=lambda: kapps.models.build(model_name, **model_kwargs),

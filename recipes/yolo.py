@@ -172,12 +172,7 @@ def main(
 
     # 3. Train with the paper's loss and Adam (a warm-up, then cosine decay); the best validation mAP@0.5 is kept.
     steps = opts.epoch_steps(data.sizes["train"])
-    schedule = keras.optimizers.schedules.CosineDecay(
-        opts.lr / 10,
-        decay_steps=opts.epochs * steps,
-        warmup_target=opts.lr,
-        warmup_steps=min(steps, opts.epochs * steps // 10),
-    )
+    schedule = kapps.train.warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
     run = kapps.train.fit(
         opts,
         build_model=build_model,

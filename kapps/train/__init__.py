@@ -5,7 +5,7 @@
 """
 
 from kapps.train.distribute import STRATEGIES, make_strategy
-from kapps.train.engine import Run, fit, seed_everything
+from kapps.train.engine import Run, fit, seed_everything, warmup_cosine
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
 from kapps.train.transfer import attach_head, block_names, cut_backbone, freeze, last_stage, unfreeze_top
@@ -27,4 +27,5 @@ __all__ = [
     "recipe_command",
     "resolve_precision",
     "seed_everything",
+    "warmup_cosine",
 ]

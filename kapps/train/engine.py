@@ -42,6 +42,14 @@ class Run:
     history: list[dict]
 
 
+def warmup_cosine(lr: float, *, epochs: int, steps: int) -> keras.optimizers.schedules.CosineDecay:
+    """A learning rate that warms up from lr/10 to `lr` over the first epoch (at most a tenth of training), then
+    decays to zero along a cosine over `epochs` epochs of `steps` steps."""
+    return keras.optimizers.schedules.CosineDecay(
+        lr / 10, decay_steps=epochs * steps, warmup_target=lr, warmup_steps=min(steps, epochs * steps // 10)
+    )
+
+
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     """Seed Python, NumPy, TensorFlow and Keras; with `deterministic`, make TensorFlow's ops deterministic too."""
     keras.utils.set_random_seed(seed)
