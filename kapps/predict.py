@@ -9,14 +9,13 @@ with the result drawn: boxes with class and score for detectors, the top-k list 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kapps.errors import DataError, ModelError, OutputError
+from kapps.errors import DataError, ModelError
 from kapps.export.runtimes import Runner
 from kapps.export.source import DETECTION_OUTPUTS, is_detector, run_config
+from kapps.files import check_output_folder, write_atomic
 
 import numpy as np
 
@@ -238,11 +237,12 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
         )
         results.append((entry, pixels))
     out = Path(out)
-    _check_writable(out)
+    check_output_folder(out)
+    out.mkdir(exist_ok=True)
     for entry, pixels in results:
         stem = Path(entry["image"]).stem
-        _write_atomic(out / f"{stem}.json", lambda f, e=entry: f.write((json.dumps(e, indent=2) + "\n").encode()))
-        _write_atomic(out / f"{stem}.png", lambda f, e=entry, p=pixels: draw(p, e, f))
+        write_atomic(out / f"{stem}.json", lambda f, e=entry: f.write((json.dumps(e, indent=2) + "\n").encode()))
+        write_atomic(out / f"{stem}.png", lambda f, e=entry, p=pixels: draw(p, e, f))
     return [entry for entry, _ in results]
 
 
@@ -278,26 +278,3 @@ def draw(pixels: np.ndarray, entry: dict, file) -> None:
     fig.tight_layout()
     fig.savefig(file, format="png", dpi=100)
     plt.close(fig)
-
-
-def _check_writable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"The output {str(out)!r} is a file, not a folder.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise OutputError(f"The output folder {str(out)!r} cannot be written ({err.strerror}).") from None
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write `path` through a temporary file in the same folder, renamed into place when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

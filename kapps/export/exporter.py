@@ -15,6 +15,7 @@ from kapps.errors import ExportError
 from kapps.export import writers
 from kapps.export.runtimes import RUNNERS, Runner, keras_runner
 from kapps.export.source import DETECTION_OUTPUTS, Source, is_detector, load_source
+from kapps.files import check_output_folder
 from kapps.formats import FORMATS, QUANTIZATIONS
 
 import numpy as np
@@ -117,7 +118,7 @@ def export(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
         )
     out = Path(out) if out is not None else Path("export") / source.name
-    _check_writable(out)
+    check_output_folder(out, error=ExportError)
     inputs = _inputs(source, samples)
     calibration = None
     if quantize == "int8":
@@ -181,19 +182,6 @@ def _run_metrics(source: Source) -> dict:
         return json.loads(metrics.read_text())
     except json.JSONDecodeError:
         return {}
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before any work when `out` (or the folder it would be made in) cannot take files."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"The output {str(out)!r} is a file, not a folder.")
-    folder = out if out.exists() else out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise ExportError(f"The output folder {str(out)!r} cannot be written ({err.strerror}).") from None
 
 
 def _inputs(source: Source, samples: int) -> np.ndarray:
