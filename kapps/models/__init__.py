@@ -6,6 +6,7 @@
 """
 
 from kapps.models import detection, inception, lenet, resnet, vgg
+from kapps.models._common import set_bn_momentum
 from kapps.models.detection import yolo_v1
 from kapps.models.inception import googlenet, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
@@ -68,6 +69,7 @@ __all__ = [
     "resnet101",
     "resnet110",
     "resnet152",
+    "set_bn_momentum",
     "vgg",
     "vgg11",
     "vgg11_bn",

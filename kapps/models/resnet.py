@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from kapps.layers.shortcut import ChannelPadShortcut
-from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input
+from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input, set_bn_momentum
 from kapps.registry import register_model
 
 import keras
@@ -356,11 +356,7 @@ def _cifar_resnet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    if not 0.0 <= bn_momentum < 1.0:
-        raise ValueError(f"bn_momentum must be in [0, 1). Received: bn_momentum={bn_momentum!r}")
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum  # read at each training call and saved in the layer's config
+    set_bn_momentum(model, bn_momentum)
     load_weights(model, weights)
     return model
 

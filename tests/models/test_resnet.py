@@ -215,3 +215,12 @@ def test_cifar_nets_use_batch_norm_momentum_0_9_and_save_it(tmp_path):
     assert kapps.models.build("plain20", bn_momentum=0.99).get_layer("conv1_bn").momentum == 0.99
     with pytest.raises(ValueError, match="bn_momentum must be in"):
         kapps.models.build("resnet20", bn_momentum=1.0)
+
+
+def test_set_bn_momentum_reaches_nested_models_and_leaves_weights_alone():
+    inner = kapps.models.build("resnet20", bn_momentum=0.99)
+    outer = keras.Sequential([keras.Input((32, 32, 3)), inner, keras.layers.BatchNormalization(name="outer_bn")])
+    before = [w.numpy() for w in outer.weights]
+    assert kapps.models.set_bn_momentum(outer, 0.5) is outer
+    assert outer.get_layer("outer_bn").momentum == 0.5 and inner.get_layer("conv1_bn").momentum == 0.5
+    assert all((a == w.numpy()).all() for a, w in zip(before, outer.weights, strict=True))

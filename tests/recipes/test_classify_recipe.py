@@ -41,6 +41,8 @@ def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     trained = keras.saving.load_model(out / "training_model.keras", compile=False)
     assert trained.output_names == ["aux1", "aux2", "predictions"]
+    # googlenet is built with Keras's 0.99; the recipe trains its batch norms at --bn-momentum (0.9)
+    assert {layer.momentum for layer in trained.layers if "BatchNormalization" in type(layer).__name__} == {0.9}
     kept = keras.saving.load_model(out / "model.keras", compile=False)
     assert len(kept.outputs) == 1 and kept.output.shape == (None, 10)
     assert kept.count_params() == trained.count_params() - sum(
@@ -59,6 +61,7 @@ def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
         (["--image-size", "4"], "error: --image-size must be at least 8"),
         (["--aux-logits"], "error: --aux-logits is for models with auxiliary classifiers (googlenet), not 'resnet20'."),
         (["--model", "googlenet", "--aux-logits"], "error: --aux-logits needs --image-size 65 or more"),
+        (["--bn-momentum", "1"], "error: --bn-momentum must be at least 0 and below 1, not 1.0."),
         (["--data", "folder:/no/such/folder"], "error: The folder source '/no/such/folder' does not exist"),
     ],
 )
