@@ -42,3 +42,20 @@ def test_margin_keeps_context_around_the_object():
 def test_negative_margin_is_refused():
     with pytest.raises(ValueError, match="margin must be zero or more"):
         object_crops(scenes(), margin=-0.1)
+
+
+def test_native_scale_cuts_a_window_around_the_object_without_resizing():
+    crops = object_crops(scenes(), size=(12, 12), scale="native")
+    square, _ = next(crops.train.as_numpy_iterator())
+    # the 10x10 square centred in a 12x12 window: one pixel of background on each side, no blur at its edges
+    np.testing.assert_allclose(square[1:11, 1:11, 0], 1.0, atol=1e-6)
+    assert square[0, :, 0].max() < 1e-6 and square[:, -1, 0].max() < 1e-6
+    bar, _ = list(crops.train.as_numpy_iterator())[1]
+    # the 20x10 bar at the top edge is wider than the window: it fills the window's width; above the image is zero
+    np.testing.assert_allclose(bar[1:11, :, 1], 1.0, atol=1e-6)
+    assert bar[0, :, 1].max() < 1e-6
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(ValueError, match="scale must be 'stretch' or 'native'"):
+        object_crops(scenes(), scale="zoom")
