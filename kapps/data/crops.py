@@ -53,6 +53,8 @@ def object_crops(data: Data, *, size=(48, 48), margin: float = 0.1, scale: str =
 
     splits = {name: getattr(data, name).flat_map(crops) for name in ("train", "val", "test")}
     sizes = {name: int(split.reduce(0, lambda count, _: count + 1)) for name, split in splits.items()}
+    # flat_map hides the count; stating it spares Keras's "ran out of data" warning at each evaluation
+    splits = {name: split.apply(tf.data.experimental.assert_cardinality(sizes[name])) for name, split in splits.items()}
     return Data(
         spec=f"{data.spec} (object crops)",
         train=splits["train"],

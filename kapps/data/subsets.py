@@ -54,7 +54,9 @@ def subset_classes(data: Data, classes: Sequence[int | str], *, per_class: int |
     def select(split: tf.data.Dataset, keep: np.ndarray) -> tf.data.Dataset:
         mask = tf.constant(keep)
         kept = split.enumerate().filter(lambda i, example: tf.gather(mask, i))
-        return kept.map(lambda i, example: (example[0], tf.gather(table, example[1])))
+        kept = kept.map(lambda i, example: (example[0], tf.gather(table, example[1])))
+        # a filter hides the count; stating it spares Keras's "ran out of data" warning at each evaluation
+        return kept.apply(tf.data.experimental.assert_cardinality(int(keep.sum())))
 
     return Data(
         spec=data.spec,

@@ -59,3 +59,8 @@ def test_native_scale_cuts_a_window_around_the_object_without_resizing():
 def test_unknown_scale_is_refused():
     with pytest.raises(ValueError, match="scale must be 'stretch' or 'native'"):
         object_crops(scenes(), scale="zoom")
+
+
+def test_splits_state_their_length():
+    crops = object_crops(scenes(), size=(8, 8))
+    assert [int(getattr(crops, name).cardinality()) for name in ("train", "val", "test")] == [2, 1, 1]
