@@ -28,6 +28,12 @@ class ImagenetWeights:
     origin: str
 
 
+# Initialisation of ReLU layers that no batch norm follows (VGG, googlenet_paper): He et al. (2015)'s variance
+# 2 / fan_in keeps the signal's scale through depth. With Keras's default Glorot, vgg19's logits start about 1e-5
+# of the input's scale, and googlenet_paper and the VGGs stayed at chance on digits.
+RELU_INIT = "he_normal"
+
+
 def keras_cache() -> Path:
     """The Keras cache folder: `$KERAS_HOME`, else `~/.keras`; weight files live in its `models/`."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")

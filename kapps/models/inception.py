@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kapps.layers.lrn import LocalResponseNormalization
-from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input
+from kapps.models._common import RELU_INIT, ImagenetWeights, classifier_head, load_weights, model_input
 from kapps.registry import register_model
 
 import keras
@@ -81,7 +81,13 @@ def conv_unit(
     """
     if not batch_norm:
         return keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding=padding, activation="relu", name=name
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            activation="relu",
+            kernel_initializer=RELU_INIT,
+            name=name,
         )(x)
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name)(x)
     x = keras.layers.BatchNormalization(scale=scale, name=f"{name}_bn")(x)
@@ -140,7 +146,7 @@ def auxiliary_classifier(x, *, num_classes: int, classifier_activation: str | No
     x = keras.layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
     x = conv_unit(x, 128, 1, batch_norm=batch_norm, name=f"{name}_conv")
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
+    x = keras.layers.Dense(1024, activation="relu", kernel_initializer=RELU_INIT, name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name=name)(x)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kapps.layers.lrn import LocalResponseNormalization
-from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input
+from kapps.models._common import RELU_INIT, ImagenetWeights, classifier_head, load_weights, model_input
 from kapps.registry import register_model
 
 import keras
@@ -77,7 +77,9 @@ def vgg_block(
             x = keras.layers.BatchNormalization(name=f"{conv}_bn")(x)
             x = keras.layers.ReLU(name=f"{conv}_relu")(x)
         else:
-            x = keras.layers.Conv2D(filters, kernel_size, padding="same", activation="relu", name=conv)(x)
+            x = keras.layers.Conv2D(
+                filters, kernel_size, padding="same", activation="relu", kernel_initializer=RELU_INIT, name=conv
+            )(x)
         if lrn and i == 1:
             x = LocalResponseNormalization(name=f"{name}_lrn")(x)
     return keras.layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
@@ -121,7 +123,7 @@ def _vgg(
         # (B, H/32 * W/32 * 512): 25,088 features at 224x224
         x = keras.layers.Flatten(name="flatten")(x)
         for fc in ("fc1", "fc2"):
-            x = keras.layers.Dense(fc_units, activation="relu", name=fc)(x)
+            x = keras.layers.Dense(fc_units, activation="relu", kernel_initializer=RELU_INIT, name=fc)(x)
             if dropout:
                 x = keras.layers.Dropout(dropout, name=f"{fc}_dropout")(x)
     x = classifier_head(

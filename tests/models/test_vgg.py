@@ -196,3 +196,15 @@ def test_exports_match_keras(tmp_path, name, kwargs):
     # Caffe-style mean-subtracted pixels, so the LRN divides by well more than k ** beta.
     images = np.random.default_rng(3).uniform(-120, 150, size=(4, 32, 32, 3)).astype("float32")
     assert_exports_match(model, images, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["vgg19", "googlenet_paper"])
+def test_deep_nets_without_batch_norm_keep_their_signal_at_initialisation(name):
+    # Glorot's initialisation shrank vgg19's logits to ~2e-5 of the input's scale (googlenet_paper's to ~1e-3),
+    # and both stayed at chance on digits; He's keeps the scale through all the ReLU layers.
+    keras.utils.set_random_seed(0)
+    model = kapps.models.build(name, input_shape=(32, 32, 1), num_classes=10, classifier_activation=None)
+    images = np.random.default_rng(0).normal(size=(16, 32, 32, 1)).astype("float32")
+    hidden = [layer for layer in model.layers if getattr(layer, "activation", None) is keras.activations.relu]
+    assert hidden and all(layer.kernel_initializer.__class__.__name__ == "HeNormal" for layer in hidden)
+    assert np.std(model.predict(images, verbose=0)) > 0.05
