@@ -339,7 +339,7 @@ def batched_nms(
             something).
         max_detections: K, the rows of each image's result.
         iou_threshold: a candidate overlapping a kept one (of its class when `per_class`) by more is suppressed.
-        score_threshold: candidates scoring at or below this are dropped.
+        score_threshold: candidates scoring at or below this are dropped; boxes of zero width or height score 0.
         per_class: suppress within each class (True) or across classes (False).
 
     Returns:
@@ -358,6 +358,10 @@ def batched_nms(
         max_detections=max_detections, iou_threshold=iou_threshold, score_threshold=score_threshold, per_class=per_class
     )
     k = max_detections
+    # A box without area (one beyond the image, clipped to its edge) is no detection. Left in, TFLite's NMS kernel
+    # returned one such box over and over, where TensorFlow returns it once.
+    has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+    class_scores = tf.where(has_area[..., None], class_scores, tf.zeros_like(class_scores))
 
     def body(i, *outputs):
         image = _image_nms(boxes[i], class_scores[i], **settings)

@@ -225,6 +225,14 @@ def test_a_batch_of_images_with_different_counts():
     np.testing.assert_array_equal(empty["scores"], np.zeros((2, 5)))
 
 
+def test_boxes_without_area_are_never_detections():
+    # a box clipped flat against the bottom edge (repeated, as a decoder can give it) and a point, both scoring high
+    flat, point = [0.3, 1.0, 0.4, 1.0], [0.5, 0.5, 0.5, 0.5]
+    out = batched([[flat, flat, point, PAIR[0]]], [[[0.9], [0.9], [0.8], [0.3]]], max_detections=4)
+    assert out["num_detections"].tolist() == [1]
+    np.testing.assert_allclose(out["boxes"][0, 0], PAIR[0])
+
+
 @pytest.mark.parametrize("per_class", [True, False])
 def test_batched_nms_of_images_without_boxes(per_class):
     out = batched(np.zeros((2, 0, 4)), np.zeros((2, 0, 3)), max_detections=2, per_class=per_class)
