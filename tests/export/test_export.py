@@ -258,6 +258,32 @@ def test_quantised_detections_pair_in_any_order_at_iou_half():
     assert exporter.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
 
 
+def test_float_detections_pair_in_any_order_and_may_differ_at_the_score_threshold():
+    three = [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.2, 0.6, 0.3, 0.7]]
+    reference = detections(three, [0.5, 0.5, 0.0105], [0, 1, 2])
+    # the two near-equal scores swap places, and the detection just above the threshold (0.01) falls below it
+    swapped = detections([[0.6, 0.6, 0.9, 0.9], [0.1, 0.1, 0.5, 0.5]], [0.5002, 0.4999], [1, 0])
+    # a detection well above the threshold may not go missing, nor may an extra one appear
+    missing = detections([[0.1, 0.1, 0.5, 0.5], [0.2, 0.6, 0.3, 0.7]], [0.5, 0.0105], [0, 2])
+    extra = detections(three, [0.5, 0.5, 0.02], [0, 1, 2])
+    result = exporter.compare_detections(
+        stack(swapped, missing, extra), stack(*[reference] * 3), exact=True, score_threshold=0.01
+    )
+    assert result["detection_agreement"] == pytest.approx(1 / 3)
+    # without a threshold to be near, the dropped detection counts against the first image too
+    assert exporter.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
+
+
+def test_quantised_detections_are_compared_above_the_score_floor():
+    reference = detections([[0.0, 0.0, 0.4, 0.4], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.02], [1, 0])
+    # the low-scoring detection is lost and another appears below the floor (0.25): the image still agrees
+    tail_moved = detections([[0.0, 0.0, 0.4, 0.4], [0.1, 0.6, 0.2, 0.7]], [0.88, 0.2], [1, 2])
+    # a detection above the floor that Keras does not have: disagrees
+    new_above = detections([[0.0, 0.0, 0.4, 0.4], [0.1, 0.6, 0.2, 0.7]], [0.88, 0.3], [1, 2])
+    result = exporter.compare_detections(stack(tail_moved, new_above), stack(reference, reference), exact=False)
+    assert result["detection_agreement"] == 0.5 and exporter.QUANTIZED_SCORE_FLOOR == 0.25
+
+
 def test_no_detections_anywhere_agree():
     empty = detections([], [], [])
     result = exporter.compare_detections(empty, empty, exact=True)
