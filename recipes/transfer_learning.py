@@ -1,10 +1,13 @@
 """Transfer learning: a pre-trained backbone, frozen under a new head, then its top blocks fine-tuned.
 
 Offline (the default) the backbone is a `resnet20` this recipe first trains on the digits 0-4; the target task is
-the digits 5-9 with only `--target-per-class` labelled training images each. Phase 1 trains a new class layer on
-the frozen backbone, phase 2 unfreezes the last stage at a tenth of the learning rate, and a baseline trains the
-same network from scratch on the same images for the same number of epochs (Yosinski et al., NeurIPS 2014).
-Online, `--weights imagenet` starts from keras.applications' ImageNet weights instead of the pre-training phase.
+the digits 5-9 with only `--target-per-class` labelled training images each (5). Phase 1 trains a new class layer
+on the frozen backbone (30 epochs at `--head-lr` 0.1: a linear layer on fixed features takes large steps), phase 2
+unfreezes the last stage at a tenth of `--lr`, and a baseline trains the same network from scratch on the same
+images for both phases' epochs (Yosinski et al., NeurIPS 2014). Measured (seed 0): frozen 65.6%, fine-tuned 66.7%,
+scratch 23.3%; with `--target-per-class 20` scratch catches up on these easy digits (frozen 80.0%, fine-tuned 86.1%,
+scratch 95.0%). Online, `--weights imagenet` starts from keras.applications' ImageNet weights instead of the
+pre-training phase.
 
     python recipes/transfer_learning.py                          # digits 0-4 -> 5-9, saved_models/transfer_learning/
     python recipes/transfer_learning.py --backbone resnet50 --weights imagenet --data tfds:tf_flowers \\
@@ -44,7 +47,7 @@ def _classes(option: str, text: str) -> list[int]:
     name="transfer_learning",
     help="Pre-train a backbone (or take ImageNet's), train a new head on it frozen, fine-tune its top blocks, "
     "and compare with training from scratch on the same small target set.",
-    epochs=10,
+    epochs=30,
     batch_size=32,
     lr=2e-3,
     data="digits",
@@ -54,8 +57,15 @@ def _classes(option: str, text: str) -> list[int]:
 @click.option("--image-size", type=int, default=32, help="Side of the square input.")
 @click.option("--source-classes", default="0-4", help="Classes the backbone is pre-trained on (without ImageNet).")
 @click.option("--target-classes", default=None, help="Classes of the target task [default: the others, or all].")
-@click.option("--target-per-class", type=int, default=20, help="Labelled training images per target class.")
+@click.option("--target-per-class", type=int, default=5, help="Labelled training images per target class.")
 @click.option("--pretrain-epochs", type=int, default=10, help="Epochs of pre-training on the source classes.")
+@click.option(
+    "--head-lr",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Learning rate of phase 1, where only the new class layer trains on the frozen features.",
+)
 @click.option("--finetune-epochs", type=int, default=10, help="Epochs of fine-tuning after the --epochs of the head.")
 @click.option("--unfreeze-blocks", type=int, default=None, help="Top blocks to fine-tune [default: the last stage].")
 def main(
@@ -67,6 +77,7 @@ def main(
     target_classes: str | None,
     target_per_class: int,
     pretrain_epochs: int,
+    head_lr: float,
     finetune_epochs: int,
     unfreeze_blocks: int | None,
 ) -> dict:
@@ -78,6 +89,8 @@ def main(
     for option, value in (("--pretrain-epochs", pretrain_epochs), ("--finetune-epochs", finetune_epochs)):
         if value < 1:
             raise OptionError(f"{option} must be a positive whole number, not {value}.")
+    if head_lr <= 0:
+        raise OptionError(f"--head-lr must be positive, not {head_lr}.")
     if target_per_class < 1:
         raise OptionError(f"--target-per-class must be a positive whole number, not {target_per_class}.")
     if unfreeze_blocks is not None and unfreeze_blocks < 1:
@@ -171,7 +184,7 @@ def main(
         "transfer_frozen",
         target_data,
         epochs=opts.epochs,
-        lr=opts.lr,
+        lr=head_lr,
         build_model=lambda: attach_head(freeze(backbone(pretrained=True)), num_classes=num_classes),
     )
 

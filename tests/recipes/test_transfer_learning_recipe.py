@@ -35,6 +35,7 @@ def test_tiny_budget_writes_four_runs_and_the_summary(tmp_path):
     ("args", "message"),
     [
         (["--target-classes", "3-6"], "error: --source-classes and --target-classes overlap in [3, 4]."),
+        (["--head-lr", "0"], "error: --head-lr must be positive, not 0.0."),
         (
             ["--weights", "imagenet", "--steps-per-epoch", "1"],
             "error: --backbone resnet20 cannot be built for ImageNet weights: "
