@@ -122,24 +122,12 @@ def main(
     config = {"task": "classification", "backbone": backbone_name, "weights": weights}
 
     def train_phase(run: str, subset: kapps.data.Data, *, epochs: int, lr: float, build_model) -> kapps.train.Run:
-        run_opts = dataclasses.replace(opts, out=str(out / run), epochs=epochs, lr=lr)
-        steps = run_opts.epoch_steps(subset.sizes["train"])
-        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * steps)
-        result = kapps.train.fit(
-            run_opts,
+        result = kapps.train.fit_classifier(
+            dataclasses.replace(opts, out=str(out / run), epochs=epochs, lr=lr),
+            subset,
             build_model=build_model,
-            train=kapps.data.pipeline(
-                subset.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed
-            ),
-            train_steps=steps,
-            val=kapps.data.pipeline(subset.val, batch_size=256, training=False),
-            test=kapps.data.pipeline(subset.test, batch_size=256, training=False),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
-            optimizer=lambda: keras.optimizers.Adam(schedule),
-            monitor="val_accuracy",
-            mode="max",
-            config={**config, "phase": run, "data": subset.describe()},
+            augment=augment,
+            config={**config, "phase": run},
         )
         click.echo(f"{run}: test accuracy {result.metrics['test_accuracy']:.4f}")
         return result

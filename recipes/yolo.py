@@ -145,24 +145,13 @@ def main(
     pretrained = None
     if pretrain_epochs:
         crops = object_crops(data, size=(48, 48), scale="native")
-        crop_opts = dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs)
-        crop_steps = crop_opts.epoch_steps(crops.sizes["train"])
-        crop_schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=pretrain_epochs * crop_steps)
-        pretrained = kapps.train.fit(
-            crop_opts,
+        pretrained = kapps.train.fit_classifier(
+            dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs),
+            crops,
             build_model=lambda: yolo_v1_classifier(
                 input_shape=crops.input_shape, num_classes=num_classes, backbone=backbone, batch_norm=batch_norm
             ),
-            train=kapps.data.pipeline(crops.train, batch_size=opts.batch_size, training=True, seed=opts.seed),
-            train_steps=crop_steps,
-            val=kapps.data.pipeline(crops.val, batch_size=256, training=False),
-            test=kapps.data.pipeline(crops.test, batch_size=256, training=False),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
-            optimizer=lambda: keras.optimizers.Adam(crop_schedule),
-            monitor="val_accuracy",
-            mode="max",
-            config={"task": "classification", "model": {"name": "yolo_v1_classifier"}, "data": crops.describe()},
+            config={"task": "classification", "model": {"name": "yolo_v1_classifier"}},
         )
         click.echo(f"backbone pre-training on object crops: test accuracy {pretrained.metrics['test_accuracy']:.4f}")
 

@@ -5,7 +5,7 @@
 """
 
 from kapps.train.distribute import STRATEGIES, make_strategy
-from kapps.train.engine import Run, fit, seed_everything, warmup_cosine
+from kapps.train.engine import Run, fit, fit_classifier, seed_everything, warmup_cosine
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
 from kapps.train.transfer import attach_head, block_names, cut_backbone, freeze, last_stage, unfreeze_top
@@ -22,6 +22,7 @@ __all__ = [
     "unfreeze_top",
     "TrainOptions",
     "fit",
+    "fit_classifier",
     "make_strategy",
     "precision_policy",
     "recipe_command",

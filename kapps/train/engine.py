@@ -42,6 +42,44 @@ class Run:
     history: list[dict]
 
 
+def fit_classifier(
+    opts: TrainOptions,
+    data,
+    *,
+    build_model: Callable[[], keras.Model],
+    augment: Callable | None = None,
+    config: dict | None = None,
+) -> Run:
+    """`fit` a softmax classifier on a classification `Data`: Adam along a cosine decay from `opts.lr` to zero over
+    `opts.epochs`, sparse categorical cross-entropy, the epoch of best validation accuracy kept.
+
+    Args:
+        opts: the options of this run (its `out`, `epochs` and `lr` included).
+        data: `(image, label)` splits and their sizes (`kapps.data.Data`).
+        build_model: returns the model, built inside the run's strategy scope.
+        augment: a batched `(images, labels) -> (images, labels)` function for the training batches.
+        config: recorded in `config.json`, with the data's description added as `"data"`.
+    """
+    from kapps.data.pipeline import pipeline
+
+    steps = opts.epoch_steps(data.sizes["train"])
+    schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps)
+    return fit(
+        opts,
+        build_model=build_model,
+        train=pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed),
+        train_steps=steps,
+        val=pipeline(data.val, batch_size=256, training=False),
+        test=pipeline(data.test, batch_size=256, training=False),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        optimizer=lambda: keras.optimizers.Adam(schedule),
+        monitor="val_accuracy",
+        mode="max",
+        config={**(config or {}), "data": data.describe()},
+    )
+
+
 def warmup_cosine(lr: float, *, epochs: int, steps: int) -> keras.optimizers.schedules.CosineDecay:
     """A learning rate that warms up from lr/10 to `lr` over the first epoch (at most a tenth of training), then
     decays to zero along a cosine over `epochs` epochs of `steps` steps."""
