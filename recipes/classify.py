@@ -44,6 +44,12 @@ import keras
     help="Momentum of every batch-norm layer's moving statistics (Keras's 0.99 lags on small data sets).",
 )
 @click.option(
+    "--zero-init-residual/--no-zero-init-residual",
+    default=True,
+    show_default=True,
+    help="Start each residual branch's last batch-norm scale at 0 (ResNets; deep ones diverge at lr 0.05 without).",
+)
+@click.option(
     "--aux-logits",
     is_flag=True,
     help="Train GoogLeNet with its two auxiliary classifiers (loss weight 0.3 each); model.keras keeps the main one.",
@@ -56,6 +62,7 @@ def main(
     weights: str | None,
     weight_decay: float,
     bn_momentum: float,
+    zero_init_residual: bool,
     aux_logits: bool,
 ) -> kapps.train.Run:
     info = kapps.models.info(model_name)
@@ -91,6 +98,8 @@ def main(
     model_kwargs = {"input_shape": data.input_shape, "num_classes": data.num_classes, "weights": weights}
     loss = keras.losses.SparseCategoricalCrossentropy()
     fit_kwargs = {"loss": loss, "metrics": ["accuracy"], "monitor": "val_accuracy"}
+    if zero_init_residual and "zero_init_residual" in inspect.signature(info.builder).parameters:
+        model_kwargs["zero_init_residual"] = True
     if aux_logits:
         model_kwargs["aux_logits"] = True
         heads = ("aux1", "aux2", "predictions")

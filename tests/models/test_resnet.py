@@ -184,6 +184,30 @@ def test_blocks_project_only_when_the_shape_changes():
         resnet.stage(x, "wide", 64, 2, name="bad")
 
 
+def test_zero_init_residual_starts_each_block_as_its_shortcut():
+    inputs = keras.Input((8, 8, 64))
+    x = resnet.basic_block(inputs, 64, zero_init_residual=True, name="basic")
+    x = resnet.bottleneck_block(x, 16, zero_init_residual=True, name="bneck")
+    model = keras.Model(inputs, x)
+    gammas = {layer.name: keras.ops.convert_to_numpy(layer.gamma) for layer in model.layers if "_bn" in layer.name}
+    assert {name for name, gamma in gammas.items() if not gamma.any()} == {"basic_2_bn", "bneck_3_bn"}
+    assert all((gamma == 1).all() for name, gamma in gammas.items() if name not in {"basic_2_bn", "bneck_3_bn"})
+    # Each branch adds zero, so on a non-negative input (a ReLU's output) both blocks pass it through, in training
+    # mode (batch statistics) as in inference.
+    x = np.random.default_rng(5).uniform(size=(2, 8, 8, 64)).astype("float32")
+    np.testing.assert_allclose(model(x, training=True), x, atol=1e-6)
+    np.testing.assert_allclose(model(x), x, atol=1e-6)
+
+
+def test_zero_init_residual_changes_no_weight_and_plain_nets_refuse_it():
+    model = kapps.models.build("resnet50", zero_init_residual=True)
+    assert [w.shape for w in model.weights] == [w.shape for w in _default("resnet50").weights]
+    zeroed = [layer.name for layer in model.layers if "_bn" in layer.name and not keras.ops.any(layer.gamma)]
+    assert len(zeroed) == 16 and all(name.endswith("_3_bn") for name in zeroed)  # one per bottleneck block
+    with pytest.raises(ValueError, match="zero_init_residual needs residual=True"):
+        kapps.models.build("plain20", zero_init_residual=True)
+
+
 def test_saves_and_loads_in_safe_mode(tmp_path):
     model = kapps.models.build("resnet20", num_classes=4)
     model.save(tmp_path / "m.keras")

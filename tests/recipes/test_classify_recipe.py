@@ -18,6 +18,7 @@ def test_tiny_budget_resnet20_on_digits(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["name"] == "resnet20"
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 1]
+    assert config["model"]["kwargs"]["zero_init_residual"] is True  # the default, for models that take it
     assert (out / "model.keras").is_file() and (out / "plots" / "curves.png").is_file()
 
 
@@ -30,6 +31,7 @@ def test_image_folder_with_lenet(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["class_names"] == ["green", "red"]
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 3]
+    assert "zero_init_residual" not in config["model"]["kwargs"]  # LeNet has no residual branch
 
 
 def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
