@@ -44,10 +44,9 @@ import keras
     help="Momentum of every batch-norm layer's moving statistics (Keras's 0.99 lags on small data sets).",
 )
 @click.option(
-    "--zero-init-residual/--no-zero-init-residual",
-    default=True,
-    show_default=True,
-    help="Start each residual branch's last batch-norm scale at 0 (ResNets; deep ones diverge at lr 0.05 without).",
+    "--zero-init-residual",
+    is_flag=True,
+    help="Start each residual branch's last batch-norm scale at 0 (ResNets; see kapps.models.resnet).",
 )
 @click.option(
     "--aux-logits",
@@ -74,6 +73,8 @@ def main(
         raise OptionError(f"--bn-momentum must be at least 0 and below 1, not {bn_momentum}.")
     if aux_logits and "aux_logits" not in inspect.signature(info.builder).parameters:
         raise OptionError(f"--aux-logits is for models with auxiliary classifiers (googlenet), not {model_name!r}.")
+    if zero_init_residual and "zero_init_residual" not in inspect.signature(info.builder).parameters:
+        raise OptionError(f"--zero-init-residual is for ResNets with shortcuts, not {model_name!r}.")
     if aux_logits and image_size < 65:
         raise OptionError(f"--aux-logits needs --image-size 65 or more (the heads pool a 5x5 map), not {image_size}.")
 
@@ -98,7 +99,7 @@ def main(
     model_kwargs = {"input_shape": data.input_shape, "num_classes": data.num_classes, "weights": weights}
     loss = keras.losses.SparseCategoricalCrossentropy()
     fit_kwargs = {"loss": loss, "metrics": ["accuracy"], "monitor": "val_accuracy"}
-    if zero_init_residual and "zero_init_residual" in inspect.signature(info.builder).parameters:
+    if zero_init_residual:
         model_kwargs["zero_init_residual"] = True
     if aux_logits:
         model_kwargs["aux_logits"] = True

@@ -12,13 +12,13 @@ RECIPE = str(ROOT / "recipes" / "classify.py")
 
 def test_tiny_budget_resnet20_on_digits(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--out", str(out))
+    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--zero-init-residual", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resnet20 on digits: test accuracy" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["name"] == "resnet20"
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 1]
-    assert config["model"]["kwargs"]["zero_init_residual"] is True  # the default, for models that take it
+    assert config["model"]["kwargs"]["zero_init_residual"] is True
     assert (out / "model.keras").is_file() and (out / "plots" / "curves.png").is_file()
 
 
@@ -31,7 +31,6 @@ def test_image_folder_with_lenet(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["class_names"] == ["green", "red"]
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 3]
-    assert "zero_init_residual" not in config["model"]["kwargs"]  # LeNet has no residual branch
 
 
 def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
@@ -63,6 +62,10 @@ def test_googlenet_with_auxiliary_heads_keeps_the_main_output(tmp_path):
         (["--image-size", "4"], "error: --image-size must be at least 8"),
         (["--aux-logits"], "error: --aux-logits is for models with auxiliary classifiers (googlenet), not 'resnet20'."),
         (["--model", "googlenet", "--aux-logits"], "error: --aux-logits needs --image-size 65 or more"),
+        (
+            ["--model", "plain20", "--zero-init-residual"],
+            "error: --zero-init-residual is for ResNets with shortcuts, not 'plain20'.",
+        ),
         (["--bn-momentum", "1"], "error: --bn-momentum must be at least 0 and below 1, not 1.0."),
         (["--data", "folder:/no/such/folder"], "error: The folder source '/no/such/folder' does not exist"),
     ],
