@@ -6,7 +6,7 @@
 """
 
 from kapps.models import detection, inception, lenet, resnet, vgg
-from kapps.models._common import set_bn_momentum
+from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.detection import yolo_v1
 from kapps.models.inception import googlenet, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
@@ -41,6 +41,7 @@ from kapps.models.vgg import (
 from kapps.registry import TASKS, ModelInfo, build, count_params, info, list_models
 
 __all__ = [
+    "batch_norm_layers",
     "TASKS",
     "ModelInfo",
     "build",

@@ -99,17 +99,24 @@ def classifier_head(
     return x
 
 
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of `model`, nested models' included."""
+    found, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        pending.extend(getattr(layer, "layers", ()))
+    return found
+
+
 def set_bn_momentum(model: keras.Model, momentum: float) -> keras.Model:
     """Give every BatchNormalization layer of `model` this moving-average momentum (a training setting: it changes
     no weight, is read at each training call and is saved in the layer's config). Returns `model`."""
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"bn_momentum must be in [0, 1). Received: bn_momentum={momentum!r}")
-    pending = list(model.layers)
-    while pending:  # nested models too
-        layer = pending.pop()
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = momentum
-        pending.extend(getattr(layer, "layers", ()))
+    for layer in batch_norm_layers(model):
+        layer.momentum = momentum
     return model
 
 
