@@ -15,7 +15,7 @@ def test_one_model_sweep_and_resume(tmp_path):
     assert set(results) == {"lenet5"}
     assert results["lenet5"]["image_size"] == 32 and 0.0 <= results["lenet5"]["test_accuracy"] <= 1.0
     table = (out / "results.md").read_text().splitlines()
-    assert results["lenet5"]["lr"] == 0.01  # no batch norm: --lr-without-bn
+    assert results["lenet5"]["lr"] == 0.01  # no batch norm: --lr-unnormalised
     assert table[2].startswith("| `lenet5` | 32x32 | 0.01 | ")
     again = run_cli(RECIPE, "--models", "lenet5", "--epochs", "1", "--out", str(out))
     assert again.returncode == 0 and "lenet5: test accuracy" not in again.stdout  # already measured: skipped
@@ -27,7 +27,7 @@ def test_unknown_model_is_one_sentence(tmp_path):
     assert result.stderr.strip().startswith("error: There is no model named 'vgg99'")
 
 
-def test_learning_rate_follows_batch_norm_and_size_follows_the_architecture():
+def test_learning_rate_follows_normalisation_and_size_follows_the_architecture():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("classify_all_recipe", RECIPE)
@@ -35,5 +35,6 @@ def test_learning_rate_follows_batch_norm_and_size_follows_the_architecture():
     spec.loader.exec_module(recipe)
     assert recipe.probe("resnet20", 32) == (32, True)
     assert recipe.probe("vgg11", 32) == (32, False)
-    assert recipe.probe("vgg11_bn", 32) == (32, True)
+    assert recipe.probe("vgg11_bn", 32) == (32, False)  # batch norm, but its 4096-wide dense layers have none
+    assert recipe.probe("googlenet", 32) == (32, True)
     assert recipe.probe("inception_v3", 32) == (75, True)  # its stem needs 75 pixels
