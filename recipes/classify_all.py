@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import kapps.files
 import kapps.models
 from kapps.errors import KappsError, OptionError
 
@@ -47,6 +48,11 @@ def probe(name: str, wanted: int) -> tuple[int, bool]:
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         return size, bool(kapps.models.batch_norm_layers(model)) and len(dense) <= 1
     raise OptionError(f"{name} cannot be built at {wanted} to 128 pixels.")
+
+
+def read_results(path: Path) -> dict:
+    """The sweep's results so far: model name to its measurement."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 @click.command(help="Train every registered classifier with recipes/classify.py and tabulate test accuracy.")
@@ -74,9 +80,8 @@ def main(
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         results_file = out_dir / "results.json"
-        results = json.loads(results_file.read_text()) if results_file.exists() else {}
         for name in chosen:
-            if name in results:
+            if name in read_results(results_file):  # read afresh: another sweep may share the folder
                 continue
             size, normalised = probe(name, image_size)
             rate = lr if normalised else lr_unnormalised
@@ -89,6 +94,7 @@ def main(
                 click.echo(f"{name}: failed: {done.stderr.strip().splitlines()[-1:]}", err=True)
                 continue
             metrics = json.loads((out_dir / name / "metrics.json").read_text())
+            results = read_results(results_file)
             results[name] = {
                 "test_accuracy": metrics["test_accuracy"],
                 "image_size": size,
@@ -97,13 +103,14 @@ def main(
                 "data": data,
                 "seconds": round(seconds),
             }
-            results_file.write_text(json.dumps(results, indent=2) + "\n")
+            text = json.dumps(results, indent=2) + "\n"
+            kapps.files.write_atomic(results_file, lambda file, text=text: file.write(text.encode()))
             click.echo(f"{name}: test accuracy {metrics['test_accuracy']:.4f} at {size}x{size} in {seconds:.0f} s")
     except KappsError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     lines = ["| model | input | lr | test accuracy | wall time |", "|---|---|---|---|---|"]
-    for name, r in results.items():
+    for name, r in read_results(results_file).items():
         size = f"{r['image_size']}x{r['image_size']}"
         lines.append(f"| `{name}` | {size} | {r['lr']} | {r['test_accuracy']:.2%} | {r['seconds']} s |")
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
