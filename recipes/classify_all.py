@@ -112,7 +112,7 @@ def main(
     lines = ["| model | input | lr | test accuracy | wall time |", "|---|---|---|---|---|"]
     for name, r in read_results(results_file).items():
         size = f"{r['image_size']}x{r['image_size']}"
-        lines.append(f"| `{name}` | {size} | {r['lr']} | {r['test_accuracy']:.2%} | {r['seconds']} s |")
+        lines.append(f"| `{name}` | {size} | {r.get('lr', '-')} | {r['test_accuracy']:.2%} | {r['seconds']} s |")
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     click.echo(f"wrote {out_dir / 'results.md'}")
 
