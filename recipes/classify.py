@@ -71,9 +71,10 @@ def main(
         raise OptionError(f"--image-size must be at least 8, not {image_size}.")
     if not 0.0 <= bn_momentum < 1.0:
         raise OptionError(f"--bn-momentum must be at least 0 and below 1, not {bn_momentum}.")
-    if aux_logits and "aux_logits" not in inspect.signature(info.builder).parameters:
+    builder_options = inspect.signature(info.builder).parameters
+    if aux_logits and "aux_logits" not in builder_options:
         raise OptionError(f"--aux-logits is for models with auxiliary classifiers (googlenet), not {model_name!r}.")
-    if zero_init_residual and "zero_init_residual" not in inspect.signature(info.builder).parameters:
+    if zero_init_residual and "zero_init_residual" not in builder_options:
         raise OptionError(f"--zero-init-residual is for ResNets with shortcuts, not {model_name!r}.")
     if aux_logits and image_size < 65:
         raise OptionError(f"--aux-logits needs --image-size 65 or more (the heads pool a 5x5 map), not {image_size}.")

@@ -280,6 +280,14 @@ def stage(
     return x
 
 
+def _body(x, stages: Stages, **block_kwargs):
+    """The stages `conv2`, `conv3`, ... of `stages`: the first at stride 1 (the stem has downsampled), the others
+    halving the resolution; `block_kwargs` go to every block."""
+    for i, (blocks, filters) in enumerate(zip(stages.blocks, stages.filters, strict=True)):
+        x = stage(x, stages.block, filters, blocks, stride=1 if i == 0 else 2, name=f"conv{i + 2}", **block_kwargs)
+    return x
+
+
 def _top(x, *, include_top: bool, num_classes: int, pooling, classifier_activation):
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -322,17 +330,7 @@ def _imagenet_resnet(
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    for i, (blocks, filters) in enumerate(zip(stages.blocks, stages.filters, strict=True)):
-        x = stage(
-            x,
-            stages.block,
-            filters,
-            blocks,
-            stride=1 if i == 0 else 2,
-            conv_bias=conv_bias,
-            zero_init_residual=zero_init_residual,
-            name=f"conv{i + 2}",
-        )
+    x = _body(x, stages, conv_bias=conv_bias, zero_init_residual=zero_init_residual)
     x = _top(
         x,
         include_top=include_top,
@@ -368,19 +366,7 @@ def _cifar_resnet(
     inputs = model_input(input_shape, weights=weights, include_top=include_top, num_classes=num_classes)
     x = _conv_bn(inputs, stages.filters[0], 3, conv_bias=False, name="conv1")
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    for i, (blocks, filters) in enumerate(zip(stages.blocks, stages.filters, strict=True)):
-        x = stage(
-            x,
-            stages.block,
-            filters,
-            blocks,
-            stride=1 if i == 0 else 2,
-            conv_shortcut=False,
-            residual=residual,
-            conv_bias=False,
-            zero_init_residual=zero_init_residual,
-            name=f"conv{i + 2}",
-        )
+    x = _body(x, stages, conv_shortcut=False, residual=residual, conv_bias=False, zero_init_residual=zero_init_residual)
     x = _top(
         x,
         include_top=include_top,
