@@ -194,16 +194,3 @@ def test_detector_exports_with_the_same_detections(tmp_path):
     with pytest.raises(ExportError, match="int8 quantization of a detector is not supported"):
         kapps.export.export(tmp_path / "yolo.keras", formats="tflite", quantize="int8", out=tmp_path / "int8")
     assert not (tmp_path / "int8").exists()
-
-
-def test_backbone_pretrained_as_a_classifier_moves_into_the_detector():
-    classifier = yolo.yolo_v1_classifier(input_shape=(48, 48, 3), num_classes=4, backbone="small", batch_norm=True)
-    assert classifier.output.shape == (None, 4)
-    for layer in classifier.layers:
-        if layer.weights:
-            layer.set_weights([np.full(w.shape, 0.5, np.float32) for w in layer.get_weights()])
-    detector = yolo.yolo_v1(input_shape=(112, 112, 3), num_classes=4, backbone="small", batch_norm=True, head="conv")
-    copied = yolo.transfer_backbone(classifier, detector)
-    assert copied == 18  # 9 convolutions and their batch norms
-    np.testing.assert_array_equal(detector.get_layer("backbone_conv5").get_weights()[0], 0.5)
-    assert not np.all(detector.get_layer("grid").get_weights()[0] == 0.5)
