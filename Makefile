@@ -21,9 +21,11 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# ruff, then lint-imports: the layering contracts in pyproject.toml's [tool.importlinter].
 lint: $(STAMP)
 	$(BIN)/ruff check kapps recipes benchmarks tests
 	$(BIN)/ruff format --check kapps recipes benchmarks tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import kapps.data
 import kapps.models
-from kapps.data.sources import as_arrays
+from kapps.data.base import as_arrays
 from kapps.export import writers
 from kapps.export.runtimes import onnx_runner, saved_model_runner, tflite_runner
 

@@ -26,8 +26,9 @@ import kapps.train
 from kapps.data.box_augment import detection_augment
 from kapps.data.crops import object_crops
 from kapps.data.detection import load_detection
+from kapps.detection import yolo_v1_targets
 from kapps.errors import OptionError
-from kapps.losses import YoloV1Loss, yolo_v1_targets
+from kapps.losses import YoloV1Loss
 from kapps.metrics import DetectionMetrics, evaluate_detector
 from kapps.models.detection.yolo import BACKBONE_MODELS, BACKBONES, HEADS, yolo_v1_detector
 from kapps.train.plots import plot_detections
