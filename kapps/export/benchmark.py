@@ -116,11 +116,10 @@ def benchmark(
     if target.is_dir():
         raise OutputError(f"The output {str(target)!r} is a folder; give a file path such as {BENCHMARK_FILE}.")
     check_output_folder(target.parent)
-    cpu = cpu_info()
-    progress(describe_cpu(cpu))
-
     start = time.perf_counter()
     model, images, data = _load_source(report, count=max(batch_sizes))
+    cpu = cpu_info()
+    progress(describe_cpu(cpu))
     progress(f"loaded the Keras model {model.name} from {report['source']} in {time.perf_counter() - start:.1f} s")
     timed = _keras_rows(model, tf_threads)
     for name, artifact_path in artifacts:
