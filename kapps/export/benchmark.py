@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from kapps.errors import ExportError, ModelError, OptionError, OutputError
-from kapps.export.machine import cpu_info, describe_cpu, set_tensorflow_threads, usable_cpus
+from kapps.export.machine import cpu_info, describe_cpu, load_average, set_tensorflow_threads, usable_cpus
 from kapps.files import check_output_folder, write_atomic
 
 import numpy as np
@@ -119,6 +119,7 @@ def benchmark(
     start = time.perf_counter()
     model, images, data = _load_source(report, count=max(batch_sizes))
     cpu = cpu_info()
+    load_before = load_average()
     progress(describe_cpu(cpu))
     progress(f"loaded the Keras model {model.name} from {report['source']} in {time.perf_counter() - start:.1f} s")
     timed = _keras_rows(model, tf_threads)
@@ -148,6 +149,7 @@ def benchmark(
 
     result = {
         "cpu": cpu,
+        "load_average": {"before": load_before, "after": load_average()},
         "threads": {"tensorflow_intra_op": tf_threads, "litert": wanted, "onnxruntime_intra_op": wanted},
         "versions": _versions(),
         "export": str(folder),
@@ -214,6 +216,7 @@ def format_benchmark(result: dict) -> str:
     inputs = result["inputs"]
     lines = [
         describe_cpu(result["cpu"]),
+        _describe_load(result["load_average"], result["cpu"]["logical_cpus"]),
         f"threads: TensorFlow intra-op {threads['tensorflow_intra_op']} (Keras predict, tf.function, SavedModel), "
         f"LiteRT {threads['litert']}, onnxruntime intra-op {threads['onnxruntime_intra_op']}",
         f"inputs: {'x'.join(str(d) for d in inputs['shape'])} images from {inputs['data']}; {result['runs']} "
@@ -240,6 +243,15 @@ def format_benchmark(result: dict) -> str:
         cells = [cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+def _describe_load(load: dict, cpus: int) -> str:
+    if load["before"] is None:
+        return "load average: unknown on this platform"
+    busy = " (a busy machine: other work shares the CPUs, so compare ratios, not times)"
+    return f"load average (1 min): {load['before']:.2f} before, {load['after']:.2f} after, on {cpus} usable CPUs" + (
+        busy if max(load["before"], load["after"]) > cpus else ""
+    )
 
 
 def _read_report(folder: Path) -> dict:

@@ -71,6 +71,15 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the platform has none: above the usable CPU
+    count, other work competes with what is being timed."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def set_tensorflow_threads(threads: int) -> int:
     """Ask TensorFlow for `threads` intra-op threads and return the count it actually uses.
 

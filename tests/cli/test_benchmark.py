@@ -42,6 +42,7 @@ def check_result(result: dict, batch_sizes: list[int], runs: int) -> None:
         assert stats["vs_keras_predict"] == 1.0  # exactly: the baseline's own ratio
     assert result["cpu"]["model"] and result["cpu"]["logical_cpus"] >= 1
     assert isinstance(result["cpu"]["vector_extensions"], list)
+    assert all(load >= 0 for load in result["load_average"].values())
     assert result["inputs"] == {"data": "digits (seed 0), test split", "shape": [32, 32, 1]}
 
 
@@ -57,7 +58,8 @@ def test_benchmark_times_every_artifact_beside_keras(exported):
     for stage in ("loaded tflite int8 (LiteRT) from model_int8.tflite", "batch 1: warm-up", "batch 2: round 2/2"):
         assert any(line.startswith(stage) for line in lines), stage
     header = next(i for i, line in enumerate(lines) if line.startswith("runtime "))
-    assert lines[header - 3].startswith("CPU: ") and lines[header - 2].startswith("threads: TensorFlow intra-op")
+    assert lines[header - 4].startswith("CPU: ") and lines[header - 3].startswith("load average (1 min): ")
+    assert lines[header - 2].startswith("threads: TensorFlow intra-op")
     table = [line.split() for line in lines[header + 1 : header + 13]]
     assert [row[-1] for row in table if row[0] == "keras"] == ["1.00x", "1.00x"]
     assert [row[-5] for row in table] == ["1"] * 6 + ["2"] * 6  # the batch column
