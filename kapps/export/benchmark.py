@@ -87,9 +87,10 @@ def benchmark(
         progress: called with one line per stage (loading, warm-up, each round), as the work goes.
 
     Returns:
-        The result written to benchmark.json: `cpu`, `threads`, `versions`, `export`, `source`, `inputs`,
-        `batch_sizes`, `runs` and `runtimes`, one entry per runtime with, per batch size, `median_ms`, `p90_ms`,
-        `images_per_s` and `vs_keras_predict` (Keras predict's median / this one's).
+        The result written to benchmark.json: `cpu`, `load_average` (before and after), `threads`, `versions`,
+        `export`, `source`, `inputs`, `batch_sizes`, `runs` and `runtimes`, one entry per runtime with, per batch
+        size, `median_ms`, `p90_ms`, `images_per_s`, `vs_keras_predict` (Keras predict's median / this one's) and
+        `calls_ms`, every timed call; plus `out`, where the file went.
 
     Raises:
         OptionError: a batch size, `runs` or `threads` below 1.
@@ -128,25 +129,7 @@ def benchmark(
         timed.append(_artifact_row(name, folder, artifact_path, threads=wanted, tf_threads=tf_threads))
         progress(f"loaded {name} ({timed[-1].runtime}) from {artifact_path} in {time.perf_counter() - start:.1f} s")
 
-    for batch in batch_sizes:
-        x = images[:batch]
-        start = time.perf_counter()
-        for row in timed:
-            for _ in range(WARMUP_CALLS):
-                row.call(x)
-            row.seconds[batch] = []
-        progress(
-            f"batch {batch}: warm-up, {WARMUP_CALLS} calls of each runtime, in {time.perf_counter() - start:.1f} s"
-        )
-        for round_index in range(runs):
-            start = time.perf_counter()
-            shift = round_index % len(timed)
-            for row in timed[shift:] + timed[:shift]:
-                began = time.perf_counter()
-                row.call(x)
-                row.seconds[batch].append(time.perf_counter() - began)
-            progress(f"batch {batch}: round {round_index + 1}/{runs} in {time.perf_counter() - start:.2f} s")
-
+    _time_rounds(timed, images, batch_sizes=batch_sizes, runs=runs, progress=progress)
     result = {
         "cpu": cpu,
         "load_average": {"before": load_before, "after": load_average()},
@@ -291,6 +274,29 @@ def _load_source(report: dict, *, count: int):
     images = source.data("test", count).astype("float32")
     images = np.concatenate([images] * -(-count // len(images)))[:count]  # repeated when the split is smaller
     return source.model, images, f"{source.data_description}, test split"
+
+
+def _time_rounds(timed: list[Timed], images: np.ndarray, *, batch_sizes, runs: int, progress) -> None:
+    """Fill every row's `seconds`: per batch size a warm-up, then `runs` rounds that call every row once each, in
+    an order rotated by one from round to round so that no row always runs first or after the same neighbour."""
+    for batch in batch_sizes:
+        x = images[:batch]
+        start = time.perf_counter()
+        for row in timed:
+            for _ in range(WARMUP_CALLS):
+                row.call(x)
+            row.seconds[batch] = []
+        progress(
+            f"batch {batch}: warm-up, {WARMUP_CALLS} calls of each runtime, in {time.perf_counter() - start:.1f} s"
+        )
+        for round_index in range(runs):
+            start = time.perf_counter()
+            shift = round_index % len(timed)
+            for row in timed[shift:] + timed[:shift]:
+                began = time.perf_counter()
+                row.call(x)
+                row.seconds[batch].append(time.perf_counter() - began)
+            progress(f"batch {batch}: round {round_index + 1}/{runs} in {time.perf_counter() - start:.2f} s")
 
 
 def _keras_rows(model, threads: int) -> list[Timed]:
