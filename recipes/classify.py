@@ -79,21 +79,24 @@ def main(
     if aux_logits and image_size < 65:
         raise OptionError(f"--aux-logits needs --image-size 65 or more (the heads pool a 5x5 map), not {image_size}.")
 
-    # 1. Data: the source at the requested size, augmented as its kind of image wants.
+    # 1. Data: the source at the requested size, augmented as its kind of image wants, in the model's input
+    #    convention (keras.applications' for ImageNet weights, [0, 1] otherwise).
     data = kapps.data.load(
         opts.data,
         image_size=(image_size, image_size),
         seed=opts.seed,
         data_dir=opts.data_dir,
-        channels=None if channels == "auto" else int(channels),
+        channels=(3 if weights == "imagenet" else None) if channels == "auto" else int(channels),
     )
-    if opts.data == "digits":
-        augment = kapps.data.digit_augment(seed=opts.seed)  # no flips: a mirrored 2 is no digit
-    else:
-        augment = kapps.data.cifar_augment(pad=max(1, image_size // 8), size=image_size, seed=opts.seed)
-    train = kapps.data.pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed)
-    val = kapps.data.pipeline(data.val, batch_size=256, training=False)
-    test = kapps.data.pipeline(data.test, batch_size=256, training=False)
+    augment = kapps.data.default_augment(opts.data, image_size=image_size, seed=opts.seed)
+    splits = kapps.data.splits(
+        data,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        augment=augment,
+        preprocessing=info.input_convention(weights),
+    )
+    train, val, test = splits.train, splits.val, splits.test
 
     # 2. Model: the registered builder at the data's shape and classes. With auxiliary heads every output is
     #    trained on the same label; the main output alone is kept for use (Szegedy et al. 2015, section 5).
@@ -127,11 +130,7 @@ def main(
         test=test,
         optimizer=lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay),
         mode="max",
-        config={
-            "task": "classification",
-            "model": {"name": model_name, "kwargs": model_kwargs},
-            "data": data.describe(),
-        },
+        config=kapps.train.run_config(model_name, kwargs=model_kwargs, data=data),
         **fit_kwargs,
     )
 

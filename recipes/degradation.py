@@ -44,9 +44,7 @@ def main(opts: kapps.train.TrainOptions, depths: str) -> dict:
 
     # 1. Data: one split for all four networks; the test split is scored after every epoch.
     data = kapps.data.load(opts.data, image_size=(32, 32), seed=opts.seed, data_dir=opts.data_dir)
-    augment = (
-        kapps.data.digit_augment(seed=opts.seed) if opts.data == "digits" else kapps.data.cifar_augment(seed=opts.seed)
-    )
+    augment = kapps.data.default_augment(opts.data, image_size=data.input_shape[0], seed=opts.seed)
     steps = opts.epoch_steps(data.sizes["train"])
     model_kwargs = {"input_shape": data.input_shape, "num_classes": data.num_classes}
 
@@ -54,25 +52,22 @@ def main(opts: kapps.train.TrainOptions, depths: str) -> dict:
     histories, summary = {}, {}
     for name in names:
         run_opts = dataclasses.replace(opts, out=str(Path(opts.out) / name))
-        train = kapps.data.pipeline(
-            data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed
-        )
-        test = kapps.data.pipeline(data.test, batch_size=256, training=False)
+        splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=augment)
         schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps)
         run = kapps.train.fit(
             run_opts,
             build_model=lambda name=name: kapps.models.build(name, **model_kwargs),
-            train=train,
+            train=splits.train,
             train_steps=steps,
-            val=kapps.data.pipeline(data.val, batch_size=256, training=False),
-            test=test,
+            val=splits.val,
+            test=splits.test,
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
             optimizer=lambda schedule=schedule: keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=1e-4),
             monitor="val_accuracy",
             mode="max",
-            config={"task": "classification", "model": {"name": name, "kwargs": model_kwargs}, "data": data.describe()},
-            evaluate_each_epoch={"test": test},
+            config=kapps.train.run_config(name, kwargs=model_kwargs, data=data),
+            evaluate_each_epoch={"test": splits.test},
         )
         histories[name] = run.history
         last = run.history[-1]

@@ -125,9 +125,8 @@ def main(
     def augment(images, targets):
         return as_grid(*flip_and_scale(images, targets))
 
-    train = kapps.data.pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed)
-    val = kapps.data.pipeline(data.val, batch_size=64, training=False)
-    test = kapps.data.pipeline(data.test, batch_size=64, training=False)
+    splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=augment, eval_batch_size=64)
+    train, val, test = splits.train, splits.val, splits.test
 
     # 2. Model: the network that trains, and the detector it becomes (decoding and NMS in the graph).
     model_kwargs = {
@@ -181,7 +180,7 @@ def main(
         callbacks=[DetectionMetrics(val, class_names=data.class_names, inference_model=detector, every=map_every)],
         export_model=detector,
         evaluate_test=lambda model: evaluate_detector(model, test, class_names=data.class_names),
-        config={"task": "detection", "model": {"name": "yolo_v1", "kwargs": model_kwargs}, "data": data.describe()},
+        config=kapps.train.run_config("yolo_v1", kwargs=model_kwargs, data=data),
     )
 
     # 4. Evaluate and show: COCO-style mAP on the test split, and test scenes with predicted and true boxes.

@@ -9,7 +9,7 @@
 from kapps.data.base import Data
 from kapps.data.box_augment import detection_augment
 from kapps.data.detection import DETECTION_SOURCES, load_detection
-from kapps.data.pipeline import cifar_augment, digit_augment, pipeline, steps_per_epoch
+from kapps.data.pipeline import Splits, cifar_augment, default_augment, digit_augment, pipeline, splits, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
@@ -19,7 +19,9 @@ __all__ = [
     "SHAPE_CLASSES",
     "SOURCES",
     "Data",
+    "Splits",
     "cifar_augment",
+    "default_augment",
     "detection_augment",
     "digit_augment",
     "load",
@@ -27,6 +29,7 @@ __all__ = [
     "load_shapes",
     "pipeline",
     "render_scene",
+    "splits",
     "steps_per_epoch",
     "subset_classes",
 ]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from kapps.preprocessing import check_convention, preprocess
 
 import keras
 import tensorflow as tf
+
+EVAL_BATCH_SIZE = 256
+# Sources of handwritten characters, which a mirror image would turn into other characters.
+DIGIT_SOURCES = ("digits", "tfds:mnist", "tfds:emnist", "tfds:kmnist")
 
 
 def pipeline(
@@ -18,6 +25,7 @@ def pipeline(
     shuffle_buffer: int = 10_000,
     seed: int = 0,
     drop_remainder: bool = False,
+    preprocessing: str = "unit",
 ) -> tf.data.Dataset:
     """Batch a decoded split for training or evaluation.
 
@@ -35,6 +43,8 @@ def pipeline(
         shuffle_buffer: how many examples are shuffled together.
         seed: shuffle seed, so one seed gives one order of batches.
         drop_remainder: drop the last partial batch of each epoch.
+        preprocessing: the model's input convention (`kapps.preprocessing.CONVENTIONS`), applied to the batches
+            last, after augmentation, which works on [0, 1] images.
 
     Returns:
         A batched, prefetching `tf.data.Dataset`: endless in training, one pass otherwise.
@@ -60,7 +70,48 @@ def pipeline(
             ds = ds.map(augment)
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if check_convention(preprocessing) != "unit":
+        ds = ds.map(lambda images, targets: (preprocess(images, preprocessing), targets))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three batched pipelines of a run: an endless, shuffled, augmented `train` stream and one pass of `val` and
+    `test`, every split in the model's input convention."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+
+
+def splits(
+    data,
+    *,
+    batch_size: int,
+    seed: int,
+    augment: Callable | None = None,
+    preprocessing: str = "unit",
+    eval_batch_size: int = EVAL_BATCH_SIZE,
+) -> Splits:
+    """Batch the three splits of `data` (a `kapps.data.Data`) with `pipeline`: training with `augment` and the
+    per-epoch shuffle of `seed`, validation and test in batches of `eval_batch_size`."""
+    return Splits(
+        train=pipeline(
+            data.train, batch_size=batch_size, training=True, augment=augment, seed=seed, preprocessing=preprocessing
+        ),
+        val=pipeline(data.val, batch_size=eval_batch_size, training=False, preprocessing=preprocessing),
+        test=pipeline(data.test, batch_size=eval_batch_size, training=False, preprocessing=preprocessing),
+    )
+
+
+def default_augment(spec: str, *, image_size: int, seed: int) -> Callable:
+    """The augmentation of a classification source: small shifts, turns and zooms for the `DIGIT_SOURCES` (no
+    flips: a mirrored 2 is no digit), the CIFAR pad-crop-flip (padding an eighth of `image_size`) for every other
+    source."""
+    if spec in DIGIT_SOURCES:
+        return digit_augment(seed=seed)
+    return cifar_augment(pad=max(1, image_size // 8), size=image_size, seed=seed)
 
 
 def _stateless_shuffle(ds: tf.data.Dataset, *, buffer: int, seed: int, epoch) -> tf.data.Dataset:

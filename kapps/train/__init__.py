@@ -8,6 +8,7 @@ from kapps.train.distribute import STRATEGIES, make_strategy
 from kapps.train.engine import Run, fit, fit_classifier, seed_everything, warmup_cosine
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
+from kapps.train.recipe import run_config
 from kapps.train.transfer import attach_head, freeze, unfreeze_top
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "precision_policy",
     "recipe_command",
     "resolve_precision",
+    "run_config",
     "seed_everything",
     "warmup_cosine",
 ]
