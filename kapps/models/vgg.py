@@ -143,6 +143,55 @@ def _vgg(
     return model
 
 
+def fully_convolutional(classifier: keras.Model, *, name: str | None = None) -> keras.Model:
+    """A VGG classifier as a fully convolutional net: its fully connected layers as the equal convolutions.
+
+    fc1 reads the flattened last pooled map, so it is a convolution `fc6` whose kernel covers that map
+    (7x7 at 224x224) with the same weights reshaped; fc2 and the class layer are 1x1 convolutions `fc7` and
+    `scores` (Long et al., "Fully convolutional networks for semantic segmentation", CVPR 2015, Sec. 3.1). On the
+    classifier's input size the scores are the classifier's, as a 1x1 map; a larger image gives a map of scores,
+    one per window of that size, stepping 32 pixels. The convolutional layers are the classifier's own (shared,
+    not copied) and the input size is free.
+
+    Args:
+        classifier: a VGG classifier with its top (`vgg16(...)`, any configuration, trained or not).
+        name: model name; `<classifier>_fcn` by default.
+
+    Returns:
+        A functional `keras.Model` from images of any size (at least the classifier's) to
+        `{"C1", ..., "C5", "fc6", "fc7", "scores"}`.
+    """
+    try:
+        fc1, fc2, predictions = (classifier.get_layer(n) for n in ("fc1", "fc2", "predictions"))
+    except ValueError:
+        raise ValueError(
+            f"classifier must be a VGG with its top (fc1, fc2, predictions). Received: {classifier.name!r}"
+        ) from None
+    pool5 = classifier.get_layer("block5_pool").output
+    inputs = keras.Input((None, None, classifier.input_shape[-1]), name="image")
+    by_layer = {feature.layer: feature.name for feature in FEATURE_MAPS}
+    x, maps = inputs, {}
+    for layer in classifier.layers[1:]:  # the blocks are a chain: call each layer on the free-size input
+        x = layer(x)
+        if layer.name in by_layer:
+            maps[by_layer[layer.name]] = x
+        if layer.name == "block5_pool":
+            break
+    window = tuple(pool5.shape[1:3])
+    fc6 = keras.layers.Conv2D(fc1.units, window, activation=fc1.activation, name="fc6")
+    fc7 = keras.layers.Conv2D(fc2.units, 1, activation=fc2.activation, name="fc7")
+    scores = keras.layers.Conv2D(
+        predictions.units, 1, activation=predictions.activation, dtype="float32", name="scores"
+    )
+    maps["fc6"] = fc6(x)
+    maps["fc7"] = fc7(maps["fc6"])
+    maps["scores"] = scores(maps["fc7"])
+    for dense, conv in ((fc1, fc6), (fc2, fc7), (predictions, scores)):
+        kernel, bias = dense.get_weights()
+        conv.set_weights([kernel.reshape(conv.kernel.shape), bias])
+    return keras.Model(inputs, maps, name=name or f"{classifier.name}_fcn")
+
+
 _DOCSTRING = """{summary}
 
     Reference: Simonyan & Zisserman, "Very deep convolutional networks for large-scale image recognition",

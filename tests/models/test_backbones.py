@@ -136,3 +136,21 @@ def test_bad_requests_are_one_sentence():
     other = kapps.models.build("lenet5")
     with pytest.raises(ModelError, match="has no layer 'conv1_conv'"):
         kapps.models.copy_weights(other, kapps.models.build("resnet20"), layers=["conv1_conv"])
+
+
+def test_vgg_fully_connected_layers_become_the_equal_convolutions():
+    from kapps.models.vgg import fully_convolutional
+
+    keras.utils.set_random_seed(5)
+    classifier = kapps.models.build("vgg11", input_shape=(64, 64, 3), num_classes=3, fc_units=16)
+    fcn = fully_convolutional(classifier)
+    assert fcn.get_layer("fc6").kernel.shape == (2, 2, 512, 16)  # fc1 read the flattened 2x2x512 pool5
+    image = np.random.default_rng(6).uniform(size=(1, 64, 64, 3)).astype("float32")
+    scores = fcn(image)["scores"]
+    assert scores.shape == (1, 1, 1, 3)
+    np.testing.assert_allclose(scores[0, 0, 0], classifier(image)[0], rtol=1e-5, atol=1e-6)
+    larger = fcn(np.random.default_rng(7).uniform(size=(1, 128, 160, 3)).astype("float32"))
+    assert larger["scores"].shape == (1, 3, 4, 3) and larger["C4"].shape == (1, 8, 10, 512)
+    np.testing.assert_allclose(np.asarray(larger["scores"]).sum(-1), 1.0, rtol=1e-5)  # a softmax per window
+    with pytest.raises(ValueError, match="classifier must be a VGG with its top"):
+        fully_convolutional(kapps.models.build("vgg11", input_shape=(64, 64, 3), include_top=False))
