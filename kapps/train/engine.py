@@ -347,7 +347,8 @@ def _read_history(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        # CSVLogger writes "NA" for the val_ columns it adds when an epoch has no validation
+        return [{k: float(v) for k, v in row.items() if v not in ("", "NA", None)} for row in csv.DictReader(f)]
 
 
 def _best_epoch(history: list[dict], monitor: str | None, mode: str) -> int | None:
