@@ -95,16 +95,19 @@ def _split(seed: int) -> tuple[tf.data.Dataset, np.ndarray, np.ndarray]:
     return kapps.data.pipeline(csm.examples(seed), batch_size=32, training=False), images, labels
 
 
-def test_monitor_none_keeps_the_last_epoch_and_tests_it_with_its_own_test_step(tmp_path):
+# monitor=None keeps the last epoch; "val_loss" with mode="max" keeps the worst, here the first: so the test
+# metrics can only match if they are measured on the kept epoch, not on the weights training ended with.
+@pytest.mark.parametrize(("monitor", "mode", "kept"), [(None, "min", 2), ("val_loss", "max", 0)])
+def test_val_and_test_with_its_own_test_step(tmp_path, monitor, mode, kept):
     val, _, _ = _split(2)
     test, images, labels = _split(3)
-    run = csm.train(tmp_path / "last", epochs=3, monitor=None, val=val, test=test)
-    assert run.metrics["best_epoch"] == 2
+    run = csm.train(tmp_path / "run", epochs=3, monitor=monitor, mode=mode, val=val, test=test)
     assert {"val_loss", "val_agreement"} <= set(run.history[0])
+    assert run.metrics["best_epoch"] == kept
     final = np.load(run.path / csm.FINAL_STATE)
-    for i, weight in enumerate(run.model.weights):
-        np.testing.assert_array_equal(weight, final[f"weights/{i}"])
-    # test_step's agreement, counted here from the kept model's logits
+    same_as_last = [np.array_equal(w, final[f"weights/{i}"]) for i, w in enumerate(run.model.weights)]
+    assert all(same_as_last) == (kept == 2)
+    # test_step's agreement, counted here from the logits of the model.keras that was kept
     expected = float(np.mean(np.argmax(run.model.predict(images, verbose=0), -1) == labels))
     assert run.metrics["test_agreement"] == pytest.approx(expected, abs=1e-6)
     assert 0.0 < run.metrics["test_loss"] < 1.0
