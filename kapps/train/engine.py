@@ -83,8 +83,9 @@ def fit(
     - compiled by the engine: pass `loss` (and `metrics`, `loss_weights`, `optimizer`); `build_model` returns an
       uncompiled model, and the engine compiles it with them inside the strategy scope;
     - compiled by itself: pass no `loss`; `build_model` returns a model it has compiled, with its own
-      `train_step`/`test_step` and optimizers (a GAN), and the engine trains it as it is. Optimizers other than
-      `model.optimizer` must be built in its `compile()`, so that a resumed run can restore their state.
+      `train_step`/`test_step` and optimizers (a GAN), and the engine trains it as it is. Its `compile()` builds
+      its optimizers (`optimizer.build(variables)`), so that a resumed run can restore their state; only a
+      `model.optimizer` that updates all trainable variables may be left for Keras to build.
 
     Which epoch `model.keras` keeps:
 
