@@ -1,14 +1,17 @@
 """The shared training engine that every recipe uses.
 
-`fit` trains a model into a run folder; `recipe_command` gives a recipe the shared options; `make_strategy` and
-`resolve_precision` are the tf.distribute strategy and dtype policy of DESIGN.md.
+`fit` trains a model into a run folder, whether the engine compiles it or it compiles itself (its own
+`train_step`); `fit_classifier` is its classification preset; `recipe_command` gives a recipe the shared options;
+`make_strategy` and `resolve_precision` are the tf.distribute strategy and dtype policy of DESIGN.md.
 """
 
+from kapps.train.classification import fit_classifier
 from kapps.train.distribute import STRATEGIES, make_strategy
-from kapps.train.engine import Run, fit, fit_classifier, seed_everything, warmup_cosine
+from kapps.train.engine import Run, fit, seed_everything
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
 from kapps.train.recipe import run_config
+from kapps.train.schedules import warmup_cosine
 from kapps.train.transfer import attach_head, freeze, unfreeze_top
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The shared training engine: seed, precision, strategy, callbacks, the run folder, resume and test metrics."""
+"""The shared training engine, for any task: seed, precision, strategy, callbacks, the run folder, resume, tests."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import kapps
 from kapps.errors import OptionError
+from kapps.train.backup import Backup
 from kapps.train.distribute import make_strategy
 from kapps.train.options import TrainOptions
 from kapps.train.plots import plot_curves
@@ -42,52 +43,6 @@ class Run:
     history: list[dict]
 
 
-def fit_classifier(
-    opts: TrainOptions,
-    data,
-    *,
-    build_model: Callable[[], keras.Model],
-    augment: Callable | None = None,
-    config: dict | None = None,
-) -> Run:
-    """`fit` a softmax classifier on a classification `Data`: Adam along a cosine decay from `opts.lr` to zero over
-    `opts.epochs`, sparse categorical cross-entropy, the epoch of best validation accuracy kept.
-
-    Args:
-        opts: the options of this run (its `out`, `epochs` and `lr` included).
-        data: `(image, label)` splits and their sizes (`kapps.data.Data`).
-        build_model: returns the model, built inside the run's strategy scope.
-        augment: a batched `(images, labels) -> (images, labels)` function for the training batches.
-        config: recorded in `config.json`, with the data's description added as `"data"`.
-    """
-    from kapps.data.pipeline import pipeline
-
-    steps = opts.epoch_steps(data.sizes["train"])
-    schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps)
-    return fit(
-        opts,
-        build_model=build_model,
-        train=pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed),
-        train_steps=steps,
-        val=pipeline(data.val, batch_size=256, training=False),
-        test=pipeline(data.test, batch_size=256, training=False),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-        optimizer=lambda: keras.optimizers.Adam(schedule),
-        monitor="val_accuracy",
-        mode="max",
-        config={**(config or {}), "data": data.describe()},
-    )
-
-
-def warmup_cosine(lr: float, *, epochs: int, steps: int) -> keras.optimizers.schedules.CosineDecay:
-    """A learning rate that warms up from lr/10 to `lr` over the first epoch (at most a tenth of training), then
-    decays to zero along a cosine over `epochs` epochs of `steps` steps."""
-    return keras.optimizers.schedules.CosineDecay(
-        lr / 10, decay_steps=epochs * steps, warmup_target=lr, warmup_steps=min(steps, epochs * steps // 10)
-    )
-
-
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     """Seed Python, NumPy, TensorFlow and Keras; with `deterministic`, make TensorFlow's ops deterministic too."""
     keras.utils.set_random_seed(seed)
@@ -101,13 +56,13 @@ def fit(
     build_model: Callable[[], keras.Model],
     train: tf.data.Dataset,
     train_steps: int,
-    val: tf.data.Dataset,
-    test: tf.data.Dataset,
-    loss,
+    val: tf.data.Dataset | None = None,
+    test: tf.data.Dataset | None = None,
+    loss=None,
     loss_weights=None,
     metrics: Sequence | dict = (),
     optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
-    monitor: str = "val_loss",
+    monitor: str | None = "val_loss",
     mode: str = "min",
     config: dict | None = None,
     evaluate_each_epoch: dict[str, tf.data.Dataset] | None = None,
@@ -118,43 +73,75 @@ def fit(
     """Train `build_model()` on batched `train`, keep the best epoch by `monitor` and test it.
 
     The run folder `opts.out` receives `config.json` (the options, `config`, versions), `history.csv`, `logs/`
-    (TensorBoard), `model.keras` (the best epoch), `metrics.json` (test metrics) and `plots/curves.png`. While
-    training, `backup/` holds the last finished epoch, so a killed run started again with the same `--out` (and
-    `--resume`, the default) goes on from there.
+    (TensorBoard), `model.keras` (the kept epoch), `metrics.json` and `plots/curves.png`. While training,
+    `backup/` holds the last finished epoch (weights, every optimizer's state, the seed generators' states and the
+    position in `train`, see `kapps.train.backup.Backup`), so a killed run started again with the same `--out`
+    (and `--resume`, the default) goes on from there and ends with the weights an uninterrupted run ends with.
+
+    Two kinds of model train here:
+
+    - compiled by the engine: pass `loss` (and `metrics`, `loss_weights`, `optimizer`); `build_model` returns an
+      uncompiled model, and the engine compiles it with them inside the strategy scope;
+    - compiled by itself: pass no `loss`; `build_model` returns a model it has compiled, with its own
+      `train_step`/`test_step` and optimizers (a GAN), and the engine trains it as it is. Its `compile()` builds
+      its optimizers (`optimizer.build(variables)`), so that a resumed run can restore their state; only a
+      `model.optimizer` that updates all trainable variables may be left for Keras to build.
+
+    Which epoch `model.keras` keeps:
+
+    - `monitor="val_..."` (needs `val`): the epoch of best validation `monitor`, by `mode`;
+    - any other logged quantity (`monitor="loss"`, a metric the `train_step` returns, one a callback adds): the
+      epoch of best `monitor`; this is the way to pick an epoch without `val`;
+    - `monitor=None`: the last epoch.
+
+    A `monitor` that the first epoch's logs do not hold stops the run with a `ValueError` naming what they hold.
 
     Args:
         opts: the shared recipe options.
         build_model: returns the model; called inside the strategy scope and under the dtype policy.
-        train, val, test: batched datasets (global batch size); `train` may be endless, as
-            `kapps.data.pipeline` makes it.
+        train: batched training dataset (global batch size); may be endless, as `kapps.data.pipeline` makes it.
         train_steps: batches in one training epoch (`opts.epoch_steps(examples)`).
-        loss: the Keras loss (a dict by output name for a model with several outputs).
+        val: batched validation dataset, evaluated after every epoch; None: no validation.
+        test: batched test dataset that the kept model is scored on once training ends; None (and no
+            `evaluate_test`): metrics.json holds no test metrics.
+        loss: the Keras loss (a dict by output name for a model with several outputs); None for a model that
+            compiles itself.
         loss_weights: weights of the outputs' losses, as `keras.Model.compile` takes them.
         metrics: Keras metrics, compiled with the model (a dict by output name for a model with several outputs).
         optimizer: returns the optimizer (inside the scope); Adam at `opts.lr` when omitted.
-        monitor, mode: the validation quantity that picks the best epoch, and whether lower or higher is better.
+        monitor: the logged quantity that picks the kept epoch (see above), or None to keep the last epoch.
+        mode: `"min"` or `"max"`: whether lower or higher `monitor` is better.
         config: more JSON-ready facts for config.json (model name and arguments, data description...).
         evaluate_each_epoch: more splits to evaluate after every epoch, by prefix (`{"test": test}` logs
             `test_loss`, `test_accuracy`... into history.csv), for curves such as He et al.'s test error.
         callbacks: more Keras callbacks; they run before the checkpoint and the CSV logger, so a metric one of
             them adds to the epoch's logs (`val_map50`) can be monitored and is logged.
         export_model: turns the trained model into the one users run, when they differ: GoogLeNet without its
-            auxiliary heads, a detector with decoding and NMS. The training model's best epoch is then kept in
+            auxiliary heads, a detector with decoding and NMS. The training model's kept epoch is then saved in
             `training_model.keras` and `model.keras` holds `export_model(best)`.
-        evaluate_test: scores the model of `model.keras` on the test split and returns JSON-ready metrics;
-            by default the model is compiled with `loss` and `metrics` and evaluated on `test`, and the metrics
-            are prefixed `test_`.
+        evaluate_test: scores the model of `model.keras` and returns JSON-ready metrics; by default that model is
+            evaluated on `test` (compiled with `loss` and `metrics`, or, for a model that compiles itself, with the
+            trained model's own `test_step`) and the metrics are prefixed `test_`.
 
     Returns:
-        The `Run`, with the model that `model.keras` holds.
+        The `Run`, with the model that `model.keras` holds (not compiled) and metrics.json's metrics:
+        `test_...` (when tested), `best_epoch` (the kept epoch, from 0), `epochs_run` and
+        `train_seconds_this_session`.
+
+    Raises:
+        ValueError: arguments that do not go together (a `val_` monitor without `val`, `metrics` or `optimizer`
+            without `loss`, a compiled model with `loss`), or a `monitor` that training does not log.
     """
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max'. Received: mode={mode!r}")
+    _check_arguments(
+        val=val, loss=loss, loss_weights=loss_weights, metrics=metrics, optimizer=optimizer, monitor=monitor, mode=mode
+    )
     out = _prepare_folder(Path(opts.out), resume=opts.resume)
     seed_everything(opts.seed, deterministic=opts.deterministic)
     strategy = make_strategy(opts.strategy)
     policy = resolve_precision(opts.precision, strategy=strategy)
-    resuming = (out / BACKUP_DIR).exists()
+    backup = Backup(out / BACKUP_DIR)
+    initial_epoch = backup.finished_epochs()
+    resuming = initial_epoch > 0
     _write_json(
         out / CONFIG_FILE,
         {
@@ -166,59 +153,74 @@ def fit(
             "versions": _versions(),
         },
     )
+    self_compiled = loss is None
     _metrics = dict(metrics) if isinstance(metrics, dict) else list(metrics)
     with precision_policy(policy), strategy.scope():
         model = build_model()
-        model.compile(
-            optimizer=optimizer() if optimizer else keras.optimizers.Adam(opts.lr),
-            loss=loss,
-            loss_weights=loss_weights,
-            metrics=_metrics,
-        )
+        _check_compiled(model, self_compiled=self_compiled)
+        if not self_compiled:
+            model.compile(
+                optimizer=optimizer() if optimizer else keras.optimizers.Adam(opts.lr),
+                loss=loss,
+                loss_weights=loss_weights,
+                metrics=_metrics,
+            )
     checkpoint_file = out / (TRAINING_MODEL_FILE if export_model else MODEL_FILE)
-    best_so_far = _best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        checkpoint_file,
-        monitor=monitor,
-        mode=mode,
-        save_best_only=True,
-        initial_value_threshold=best_so_far,
-    )
+    keep = []
+    if monitor is not None:
+        keep = [
+            CheckMonitor(monitor),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint_file,
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                initial_value_threshold=_best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None,
+            ),
+        ]
     all_callbacks = [
         *(EvaluateEachEpoch(ds, prefix) for prefix, ds in (evaluate_each_epoch or {}).items()),
         *callbacks,  # before the checkpoint and the logger, which read the metrics these may add to the logs
-        checkpoint,
+        *keep,
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.TerminateOnNaN(),
         # Last: an epoch is backed up only once everything above has logged and checkpointed it, so a run killed
         # in between does that epoch again rather than resuming with a gap in history.csv.
-        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR)),
+        backup,
     ]
     start = time.perf_counter()
     model.fit(
-        train,
+        backup.replay(train, steps_per_epoch=train_steps),
         validation_data=val,
         epochs=opts.epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=train_steps,
         callbacks=all_callbacks,
         shuffle=False,  # the pipeline shuffles
         verbose=2,
     )
     seconds = time.perf_counter() - start
-    if not checkpoint_file.exists():  # the monitored value never improved on the resumed best, or was NaN
-        model.save(checkpoint_file)
+    if monitor is None or not checkpoint_file.exists():  # the last epoch, or no epoch improved on the resumed best
+        _save_atomically(model, checkpoint_file)
     with strategy.scope():
         # The optimizer's state is of no use for testing; loading without compiling skips restoring it.
         best = keras.saving.load_model(checkpoint_file, compile=False, safe_mode=True)
         if export_model:
             best = export_model(best)
             _save_atomically(best, out / MODEL_FILE)
-        if evaluate_test is None:
-            best.compile(loss=loss, loss_weights=loss_weights, metrics=_metrics)
-            test_metrics = {f"test_{k}": float(v) for k, v in best.evaluate(test, return_dict=True, verbose=0).items()}
-        else:
+        if evaluate_test is not None:
             test_metrics = evaluate_test(best)
+        elif test is None:
+            test_metrics = {}
+        elif self_compiled:
+            # Its own test_step, with the kept epoch's weights.
+            if monitor is not None:
+                model.load_weights(checkpoint_file)
+            test_metrics = _evaluate(model, test)
+        else:
+            best.compile(loss=loss, loss_weights=loss_weights, metrics=_metrics)
+            test_metrics = _evaluate(best, test)
     history = _read_history(out / HISTORY_FILE)
     run_metrics = {
         **test_metrics,
@@ -229,6 +231,63 @@ def fit(
     _write_json(out / METRICS_FILE, run_metrics)
     plot_curves(history, out / "plots" / "curves.png", title=out.name)
     return Run(path=out, model=best, metrics=run_metrics, history=history)
+
+
+def _evaluate(model: keras.Model, test: tf.data.Dataset) -> dict:
+    return {f"test_{k}": float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
+
+
+def _check_arguments(*, val, loss, loss_weights, metrics, optimizer, monitor, mode) -> None:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max'. Received: mode={mode!r}")
+    if monitor is not None and monitor.startswith("val_") and val is None:
+        raise ValueError(
+            f"monitor={monitor!r} needs a validation split: pass val, monitor a training quantity (monitor='loss') "
+            f"or keep the last epoch (monitor=None)."
+        )
+    if loss is None:
+        for name, value in (("metrics", metrics or None), ("loss_weights", loss_weights), ("optimizer", optimizer)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is given without a loss: a model that compiles itself takes none of loss, metrics, "
+                    f"loss_weights and optimizer. Received: {name}={value!r}"
+                )
+
+
+def _check_compiled(model: keras.Model, *, self_compiled: bool) -> None:
+    if self_compiled and not model.compiled:
+        raise ValueError(
+            "build_model returned a model that is not compiled, and no loss was given: pass loss (and metrics), "
+            "or compile the model in build_model."
+        )
+    if not self_compiled and model.compiled:
+        raise ValueError(
+            "build_model returned a compiled model, and a loss was given: pass no loss for a model that compiles "
+            "itself, or return it uncompiled."
+        )
+
+
+class CheckMonitor(keras.callbacks.Callback):
+    """Stops training with a `ValueError` at the end of the first epoch if the logs do not hold `monitor`.
+
+    ModelCheckpoint only warns about a missing monitor, and the run would then end without a kept epoch.
+    """
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.checked = False
+
+    def on_train_begin(self, logs=None):
+        self.checked = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.checked and self.monitor not in (logs or {}):
+            raise ValueError(
+                f"monitor={self.monitor!r} is not a quantity this training logs; it logs "
+                f"{', '.join(sorted(logs or {}))}."
+            )
+        self.checked = True
 
 
 class EvaluateEachEpoch(keras.callbacks.Callback):
@@ -289,10 +348,13 @@ def _read_history(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        # CSVLogger writes "NA" for the val_ columns it adds when an epoch has no validation
+        return [{k: float(v) for k, v in row.items() if v not in ("", "NA", None)} for row in csv.DictReader(f)]
 
 
-def _best_epoch(history: list[dict], monitor: str, mode: str) -> int | None:
+def _best_epoch(history: list[dict], monitor: str | None, mode: str) -> int | None:
+    if monitor is None:
+        return int(history[-1]["epoch"]) if history else None
     scored = [(row[monitor], int(row["epoch"])) for row in history if math.isfinite(row.get(monitor, math.nan))]
     if not scored:
         return None

@@ -1,0 +1,51 @@
+"""The classification preset of the engine: a softmax classifier trained on a classification `Data`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kapps.train.engine import Run, fit
+from kapps.train.options import TrainOptions
+
+import keras
+
+
+def fit_classifier(
+    opts: TrainOptions,
+    data,
+    *,
+    build_model: Callable[[], keras.Model],
+    augment: Callable | None = None,
+    config: dict | None = None,
+) -> Run:
+    """`fit` a softmax classifier on a classification `Data`: Adam along a cosine decay from `opts.lr` to zero over
+    `opts.epochs`, sparse categorical cross-entropy, the epoch of best validation accuracy kept.
+
+    Args:
+        opts: the options of this run (its `out`, `epochs` and `lr` included).
+        data: `(image, label)` splits and their sizes (`kapps.data.Data`).
+        build_model: returns the model, built inside the run's strategy scope.
+        augment: a batched `(images, labels) -> (images, labels)` function for the training batches.
+        config: recorded in `config.json`, with the data's description added as `"data"`.
+
+    Returns:
+        The `Run`; its metrics hold `test_loss` and `test_accuracy`.
+    """
+    from kapps.data.pipeline import pipeline
+
+    steps = opts.epoch_steps(data.sizes["train"])
+    schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps)
+    return fit(
+        opts,
+        build_model=build_model,
+        train=pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed),
+        train_steps=steps,
+        val=pipeline(data.val, batch_size=256, training=False),
+        test=pipeline(data.test, batch_size=256, training=False),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        optimizer=lambda: keras.optimizers.Adam(schedule),
+        monitor="val_accuracy",
+        mode="max",
+        config={**(config or {}), "data": data.describe()},
+    )
