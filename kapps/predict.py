@@ -248,7 +248,7 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
 
 def draw(pixels: np.ndarray, entry: dict, file) -> None:
     """Draw a result as a PNG into `file`: detections as boxes with "class score", classes as a top-k list."""
-    from kapps.train.plots import draw_box, plt  # plots selects the Agg backend
+    from kapps.viz import draw_box, plt  # viz selects the Agg backend
 
     height, width = pixels.shape[:2]
     grey = pixels.shape[-1] == 1

@@ -30,7 +30,7 @@ from kapps.errors import OptionError
 from kapps.losses import YoloV1Loss, yolo_v1_targets
 from kapps.metrics import DetectionMetrics, evaluate_detector
 from kapps.models.detection.yolo import BACKBONES, HEADS, transfer_backbone, yolo_v1_classifier, yolo_v1_detector
-from kapps.train.plots import plot_detections
+from kapps.viz import plot_detections
 
 import click
 import keras

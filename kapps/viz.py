@@ -1,4 +1,4 @@
-"""Pictures of a run as PNGs: training curves, error curves, detections on test images."""
+"""Drawing, below both training and prediction: training and error curves, boxes on images, as PNGs."""
 
 from __future__ import annotations
 
