@@ -41,7 +41,7 @@ class Predictor:
     runner: Runner
     input_shape: tuple[int, int, int]
     class_names: list[str] | None
-    task: str = "classification"
+    task: str
 
     @property
     def kind(self) -> Kind:

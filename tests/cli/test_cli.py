@@ -113,3 +113,20 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("--debug", "export", str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ModelError" in result.stderr
+
+
+def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path):
+    import keras
+
+    image = keras.Input((16, 16, 3))
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.Model(image, keras.layers.Conv2D(4, 3, padding="same", activation="softmax")(image)).save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"task": "segmentation"}))
+    result = CliRunner().invoke(main, ["export", str(run), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
+        "export nor predicted; the tasks that have one are classification and detection.\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
