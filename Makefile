@@ -18,12 +18,15 @@ demo: $(STAMP)
 	$(BIN)/python recipes/lenet5.py --out saved_models/lenet5-demo --no-resume
 	$(BIN)/kapps export saved_models/lenet5-demo --format all --quantize int8 --out export/lenet5-demo
 
+# --durations=20: CI (.ci/run is `make test`) lists the 20 slowest tests, so a slow newcomer shows up in the log.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
+# ruff, then lint-imports: the layering contracts in pyproject.toml's [tool.importlinter].
 lint: $(STAMP)
 	$(BIN)/ruff check kapps recipes benchmarks tests
 	$(BIN)/ruff format --check kapps recipes benchmarks tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import kapps.data
 import kapps.models
-from kapps.data.sources import as_arrays
+from kapps.data.base import as_arrays
 
 import keras
 import numpy as np

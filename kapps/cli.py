@@ -1,4 +1,4 @@
-"""The `kapps` command: `kapps models`, `kapps export`, `kapps predict`.
+"""The `kapps` command: `kapps models`, `kapps export`, `kapps predict`, `kapps benchmark`.
 
 A `KappsError` is printed as one line on stderr with exit status 1; `kapps --debug ...` shows the traceback.
 """
@@ -110,6 +110,24 @@ def predict(artifact: str, images: tuple[str, ...], out: str, top_k: int, score_
     for entry in run_predict(artifact, images, out=out, top_k=top_k, score_threshold=score_threshold):
         click.echo(f"{entry['image']}: {kind_for(entry['task']).summary(entry)}")
     click.echo(f"wrote {len(images)} predictions (JSON and PNG) to {out}")
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--batch", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--runs", type=int, default=20, show_default=True, help="Interleaved rounds per batch size.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads of every runtime [default: every CPU].")
+@click.option("--out", default=None, help="Where benchmark.json goes [default: in the export folder].")
+def benchmark(path: str, batch: str, runs: int, threads: int | None, out: str | None) -> None:
+    """Time every artifact of PATH (an export folder, or a run folder's default export) beside Keras."""
+    from kapps.export.benchmark import benchmark as run_benchmark
+    from kapps.export.benchmark import format_benchmark, parse_batch_sizes
+
+    result = run_benchmark(
+        path, batch_sizes=parse_batch_sizes(batch), runs=runs, threads=threads, out=out, progress=click.echo
+    )
+    click.echo(format_benchmark(result))
+    click.echo(f"wrote {result['out']}")
 
 
 def format_report(report: dict) -> str:

@@ -1,4 +1,5 @@
-"""One registry of model builders: name -> builder, task, default input shape and reference parameter count."""
+"""One registry of model builders: name -> builder, task, default input shape, reference parameter count and the
+feature maps its backbone offers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,24 @@ from kapps.errors import ModelError
 
 TASKS = ("classification", "detection", "segmentation", "heatmap", "generative", "recurrent")
 COUNT_KINDS = ("all", "trainable")
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """One named feature map a backbone offers.
+
+    Attributes:
+        name: `"C<k>"` for a map of stride 2**k (`"C3"` at stride 8), as in keras-hub's `pyramid_outputs`.
+        layer: the layer whose output the map is, in the model built at the registered defaults.
+        stride: the map's step in input pixels: an input of `stride * n` more pixels on a side gives a map of `n`
+            more (valid convolutions shift the map's edge by a few pixels, never its step).
+        channels: the map's channels at the registered defaults.
+    """
+
+    name: str
+    layer: str
+    stride: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -25,6 +44,10 @@ class ModelInfo:
         param_count: reference parameter count at the defaults.
         count_kind: `"all"` (`model.count_params()`) or `"trainable"` (sum of trainable weights).
         source: where the reference count comes from.
+        feature_maps: the maps `kapps.models.backbone(name)` returns, shallow to deep; empty for models that are not
+            a backbone with a head.
+        imagenet_preprocessing: the input convention (`kapps.preprocessing.CONVENTIONS`) of the model's
+            keras.applications ImageNet weights, None where it has none; see `input_convention`.
     """
 
     name: str
@@ -35,6 +58,15 @@ class ModelInfo:
     param_count: int
     count_kind: str
     source: str
+    feature_maps: tuple[FeatureMap, ...] = ()
+    imagenet_preprocessing: str | None = None
+
+    def input_convention(self, weights=None) -> str:
+        """The input convention of the model with these `weights`: its ImageNet weights' for `"imagenet"`, kapps'
+        own `"unit"` ([0, 1] images) for weights it trained itself or none."""
+        if weights == "imagenet" and self.imagenet_preprocessing is not None:
+            return self.imagenet_preprocessing
+        return "unit"
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -48,6 +80,8 @@ def register_model(
     param_count: int,
     source: str,
     count_kind: str = "all",
+    feature_maps: tuple[FeatureMap, ...] = (),
+    imagenet_preprocessing: str | None = None,
     name: str | None = None,
 ) -> Callable:
     """Decorator that registers a builder under its function name (or `name`).
@@ -59,6 +93,8 @@ def register_model(
         param_count: the reference parameter count the builder must match at its defaults.
         source: where that number comes from (a paper, keras.applications, torchvision...).
         count_kind: `"all"` or `"trainable"`.
+        feature_maps: the named maps of the model's backbone (a classifier's body without its head).
+        imagenet_preprocessing: the input convention of its keras.applications ImageNet weights, if it has them.
         name: registered name; the function's name when omitted.
 
     Returns:
@@ -68,6 +104,18 @@ def register_model(
         raise ValueError(f"task must be one of {TASKS}. Received: task={task!r}")
     if count_kind not in COUNT_KINDS:
         raise ValueError(f"count_kind must be one of {COUNT_KINDS}. Received: count_kind={count_kind!r}")
+
+    if imagenet_preprocessing not in (None, "caffe", "tf", "torch"):
+        raise ValueError(f"imagenet_preprocessing must be caffe, tf or torch. Received: {imagenet_preprocessing!r}")
+    for feature in feature_maps:
+        if (
+            feature.stride < 1
+            or feature.stride & (feature.stride - 1)
+            or feature.name != f"C{feature.stride.bit_length() - 1}"
+        ):
+            raise ValueError(
+                f"a feature map of stride {feature.stride} must be named C<log2 stride>. Received: {feature}"
+            )
 
     def decorate(builder: Callable) -> Callable:
         key = name or builder.__name__
@@ -82,6 +130,8 @@ def register_model(
             param_count=param_count,
             count_kind=count_kind,
             source=source,
+            feature_maps=tuple(feature_maps),
+            imagenet_preprocessing=imagenet_preprocessing,
         )
         return builder
 

@@ -111,7 +111,7 @@ def main(
             "loss_weights": {"aux1": 0.3, "aux2": 0.3, "predictions": 1.0},
             "metrics": {"predictions": ["accuracy"]},
             "monitor": "val_predictions_accuracy",
-            "export_model": main_output,
+            "export_model": kapps.models.googlenet_main_output,
             "evaluate_test": lambda model: evaluate(model, test, loss),
         }
 
@@ -141,11 +141,6 @@ def main(
         f"(best epoch {run.metrics['best_epoch'] + 1} of {run.metrics['epochs_run']}), run folder {run.path}"
     )
     return run
-
-
-def main_output(model: keras.Model) -> keras.Model:
-    """The classifier without its auxiliary heads: same input, same weights, the `predictions` output only."""
-    return keras.Model(model.input, model.output["predictions"], name=model.name)
 
 
 def evaluate(model: keras.Model, test, loss) -> dict:

@@ -26,10 +26,11 @@ import kapps.train
 from kapps.data.box_augment import detection_augment
 from kapps.data.crops import object_crops
 from kapps.data.detection import load_detection
+from kapps.detection import yolo_v1_targets
 from kapps.errors import OptionError
-from kapps.losses import YoloV1Loss, yolo_v1_targets
+from kapps.losses import YoloV1Loss
 from kapps.metrics import DetectionMetrics, evaluate_detector
-from kapps.models.detection.yolo import BACKBONES, HEADS, transfer_backbone, yolo_v1_classifier, yolo_v1_detector
+from kapps.models.detection.yolo import BACKBONE_MODELS, BACKBONES, HEADS, yolo_v1_detector
 from kapps.viz import plot_detections
 
 import click
@@ -148,17 +149,19 @@ def main(
         pretrained = kapps.train.fit_classifier(
             dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs),
             crops,
-            build_model=lambda: yolo_v1_classifier(
-                input_shape=crops.input_shape, num_classes=num_classes, backbone=backbone, batch_norm=batch_norm
+            build_model=lambda: kapps.models.build(
+                BACKBONE_MODELS[backbone], input_shape=crops.input_shape, num_classes=num_classes, batch_norm=batch_norm
             ),
-            config={"task": "classification", "model": {"name": "yolo_v1_classifier"}},
+            config={"task": "classification", "model": {"name": BACKBONE_MODELS[backbone]}},
         )
         click.echo(f"backbone pre-training on object crops: test accuracy {pretrained.metrics['test_accuracy']:.4f}")
 
     def build_model() -> keras.Model:
         model = kapps.models.build("yolo_v1", **model_kwargs)
         if pretrained is not None:
-            transfer_backbone(pretrained.model, model)
+            kapps.models.transfer_backbone(
+                pretrained.model, model, backbone_name=BACKBONE_MODELS[backbone], batch_norm=batch_norm
+            )
         return model
 
     # 3. Train with the paper's loss and Adam (a warm-up, then cosine decay); the best validation mAP@0.5 is kept.

@@ -6,11 +6,12 @@
     >>> scenes = kapps.data.load_detection("shapes", image_size=(128, 128), seed=0)  # (image, {"boxes", "classes"})
 """
 
+from kapps.data.base import Data
 from kapps.data.box_augment import detection_augment
 from kapps.data.detection import DETECTION_SOURCES, load_detection
 from kapps.data.pipeline import cifar_augment, digit_augment, pipeline, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
-from kapps.data.sources import SOURCES, Data, load
+from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
 
 __all__ = [

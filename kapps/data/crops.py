@@ -6,7 +6,7 @@ Sec. 2.2) and R-CNN's region classifier reads such warped regions (Girshick et a
 
 from __future__ import annotations
 
-from kapps.data.sources import Data
+from kapps.data.base import Data
 
 import tensorflow as tf
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kapps.data.base import Data, fit_image
 from kapps.errors import DataError
 
 import numpy as np
@@ -48,10 +49,8 @@ def list_images(root: Path, class_names: list[str] | None = None) -> tuple[list[
     return files, np.asarray(labels, dtype="int32"), class_names
 
 
-def load_folder(spec: str, *, image_size, channels: int, seed: int, val_fraction: float, fit_image):
+def load_folder(spec: str, *, image_size, channels: int, seed: int, val_fraction: float) -> Data:
     """Load `folder:PATH` as a `Data`; images decoded with `channels` channels and fitted to `image_size`."""
-    from kapps.data.sources import Data
-
     root = Path(spec[len("folder:") :]).expanduser()
     if not root.is_dir():
         raise DataError(f"The folder source {str(root)!r} does not exist or is not a folder.")

@@ -1,7 +1,7 @@
 """The embedded `shapes` source: deterministic synthetic scenes of simple shapes with boxes, classes, instance masks
 and a semantic mask, so one source feeds detection, semantic and instance segmentation without a download.
 
-Scenes are drawn with NumPy alone (shapes as unions of convex polygons, tested at pixel centres), from a NumPy
+Scenes are drawn with NumPy alone (the pixels come from `kapps.data.raster`), from a NumPy
 `Generator(PCG64)` per split, with arithmetic and quantised trigonometry tables only: one seed gives bit-identical
 scenes on every machine.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kapps.data.sources import Data
+from kapps.data.base import Data
+from kapps.data.raster import SHAPES, mask_box, pattern, shape_mask
 
 import numpy as np
 import tensorflow as tf
@@ -18,46 +19,6 @@ import tensorflow as tf
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 
 _SPLITS = ("train", "val", "test")
-_QUANTUM = 2.0**-20  # trigonometry is rounded to this step, so a libm's last-bit differences do not reach pixels
-
-
-def _quantise(values) -> np.ndarray:
-    return np.round(np.asarray(values, dtype=np.float64) / _QUANTUM) * _QUANTUM
-
-
-# cos and sin of every whole degree, rows (cos, sin).
-_COS_SIN = _quantise([np.cos(np.deg2rad(np.arange(360))), np.sin(np.deg2rad(np.arange(360)))])
-
-
-def _unit_polygon(degrees) -> np.ndarray:
-    """Vertices (k, 2) as (x, y), y pointing down, on the unit circle at `degrees`."""
-    return _COS_SIN[:, np.asarray(degrees) % 360].T
-
-
-def _half_planes(vertices) -> np.ndarray:
-    """A convex polygon as rows (nx, ny, d): a point p is inside when n . p <= d for every row."""
-    rows = []
-    centroid = np.mean(vertices, axis=0)
-    for a, b in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
-        normal = np.array([b[1] - a[1], a[0] - b[0]])
-        if normal @ centroid > normal @ a:
-            normal = -normal
-        rows.append([*normal, normal @ a])
-    return _quantise(rows)
-
-
-_HALF, _ARM = 0.31, 0.95  # the cross's half bar width and arm length: its outer corners just inside the unit circle
-
-# Each shape as convex parts inside the unit circle (None: a disk), a part as its half-planes.
-_SHAPES = {
-    "circle": None,
-    "square": [_half_planes(_unit_polygon([45, 135, 225, 315]))],
-    "triangle": [_half_planes(_unit_polygon([270, 30, 150]))],
-    "cross": [
-        _half_planes(np.array([[-_ARM, -_HALF], [_ARM, -_HALF], [_ARM, _HALF], [-_ARM, _HALF]])),
-        _half_planes(np.array([[-_HALF, -_ARM], [_HALF, -_ARM], [_HALF, _ARM], [-_HALF, _ARM]])),
-    ],
-}
 
 
 def render_scene(
@@ -224,7 +185,7 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
     height, width = image_size
     side = min(height, width)
     background = _background(rng)
-    texture = _pattern(rng, image_size, kind=int(rng.integers(3)))[..., None]
+    texture = pattern(rng, shape=image_size, kind=int(rng.integers(3)))[..., None]
     canvas = background[0] + (background[1] - background[0]) * texture  # (H, W, 3) float32
 
     target = int(rng.integers(1, max_objects + 1))
@@ -238,7 +199,9 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
         # The centre keeps at least 80% of the radius inside the image: shapes cross the border only a little.
         cx = rng.uniform(0.8 * radius, max(width - 0.8 * radius, 0.8 * radius))
         cy = rng.uniform(0.8 * radius, max(height - 0.8 * radius, 0.8 * radius))
-        window, inside = _shape_mask(class_shapes[label], (cx, cy), radius, int(rng.integers(360)), image_size)
+        window, inside = shape_mask(
+            class_shapes[label], centre=(cx, cy), radius=radius, degrees=int(rng.integers(360)), image_size=image_size
+        )
         area = int(np.count_nonzero(inside))
         if area < 4:
             continue
@@ -246,7 +209,7 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
         if any(visible[k] - lost[k] < min_visible * areas[k] for k in range(len(labels))):
             continue
         new_boxes = [_uncovered_box(instance, k + 1, window, inside) if lost[k] else box for k, box in enumerate(boxes)]
-        x1, y1, x2, y2 = _mask_box(inside)
+        x1, y1, x2, y2 = mask_box(inside)
         top, left = window[0].start, window[1].start
         new_boxes.append((x1 + left, y1 + top, x2 + left, y2 + top))
         if grid is not None and not _one_per_cell(new_boxes, image_size, grid):
@@ -254,8 +217,8 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
         colour = _object_colour(rng, background, colours)
         pixels = canvas[window]
         if rng.random() < 0.5:  # striped or mottled around its colour
-            pattern = _pattern(rng, inside.shape, kind=int(rng.integers(2)))[inside][:, None]
-            pixels[inside] = np.clip(colour + np.float32(0.3) * (pattern - np.float32(0.5)), 0.0, 1.0)
+            shade = pattern(rng, shape=inside.shape, kind=int(rng.integers(2)))[inside][:, None]
+            pixels[inside] = np.clip(colour + np.float32(0.3) * (shade - np.float32(0.5)), 0.0, 1.0)
         else:
             pixels[inside] = colour
         instance[window][inside] = len(labels) + 1
@@ -277,45 +240,11 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
     return image, box_array, np.array(labels, np.int32), instance
 
 
-def _shape_mask(name: str, centre, radius: float, degrees: int, image_size) -> tuple[tuple[slice, slice], np.ndarray]:
-    """A shape's pixels as (window, inside): `window` the (rows, columns) slices of the image around it, `inside`
-    a boolean mask of the window; pixel (i, j) is in when its centre (j + 0.5, i + 0.5) is inside the shape."""
-    height, width = image_size
-    cx, cy = centre
-    x0, x1 = max(int(np.floor(cx - radius)), 0), min(int(np.ceil(cx + radius)) + 1, width)
-    y0, y1 = max(int(np.floor(cy - radius)), 0), min(int(np.ceil(cy + radius)) + 1, height)
-    window = (slice(y0, max(y1, y0)), slice(x0, max(x1, x0)))
-    if x0 >= x1 or y0 >= y1:
-        return window, np.zeros((0, 0), bool)
-    dx = (np.arange(x0, x1) + 0.5 - cx)[None, :]
-    dy = (np.arange(y0, y1) + 0.5 - cy)[:, None]
-    parts = _SHAPES[name]
-    if parts is None:
-        inside = dx * dx + dy * dy < radius * radius
-    else:
-        cos, sin = _COS_SIN[:, degrees]
-        u, v = cos * dx + sin * dy, cos * dy - sin * dx  # the pixel centres in the unrotated shape's frame
-        inside = np.zeros((y1 - y0, x1 - x0), bool)
-        for planes in parts:
-            part = np.ones_like(inside)
-            for nx, ny, d in planes:
-                part &= nx * u + ny * v <= d * radius
-            inside |= part
-    return window, inside
-
-
 def _uncovered_box(instance: np.ndarray, index: int, window, inside: np.ndarray) -> tuple[int, int, int, int]:
     """Pixel box of object `index` of the id map once the shape (`window`, `inside`) is drawn over it."""
     mask = instance == index
     mask[window] &= ~inside
-    return _mask_box(mask)
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Pixel box (x1, y1, x2, y2) of a non-empty mask, x2 and y2 one past the last column and row."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return mask_box(mask)
 
 
 def _one_per_cell(boxes, image_size, grid: int) -> bool:
@@ -346,36 +275,6 @@ def _object_colour(rng, background: np.ndarray, others: list) -> np.ndarray:
     return candidates[good[0] if good.size else int(np.argmax(score))]
 
 
-def _pattern(rng, shape, *, kind: int) -> np.ndarray:
-    """A float32 texture in [0, 1] of `shape` (h, w): smooth noise (kind 0), stripes (1) or a gradient (2)."""
-    height, width = shape
-    if kind == 0:
-        cells = int(rng.integers(2, 9))
-        return _upsample(rng.random((cells + 1, cells + 1), dtype=np.float32), shape)
-    cos, sin = _COS_SIN[:, int(rng.integers(360))].astype(np.float32)
-    along = cos * np.arange(width, dtype=np.float32)[None, :] + sin * np.arange(height, dtype=np.float32)[:, None]
-    if kind == 1:
-        period = np.float32(rng.uniform(4.0, 12.0))
-        return np.abs((along / period) % np.float32(1.0) * np.float32(2.0) - np.float32(1.0))
-    low, high = along.min(), along.max()
-    return (along - low) / max(high - low, np.float32(1.0))
-
-
-def _upsample(coarse: np.ndarray, shape) -> np.ndarray:
-    """Bilinear interpolation of a coarse grid over `shape`, corners on corners."""
-    height, width = shape
-    y = np.arange(height, dtype=np.float32) * np.float32((coarse.shape[0] - 1) / max(height - 1, 1))
-    x = np.arange(width, dtype=np.float32) * np.float32((coarse.shape[1] - 1) / max(width - 1, 1))
-    y0 = np.minimum(y.astype(int), coarse.shape[0] - 2)
-    x0 = np.minimum(x.astype(int), coarse.shape[1] - 2)
-    fy, fx = (y - y0)[:, None], (x - x0)[None, :]
-    rows = coarse[y0]
-    top = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
-    rows = coarse[y0 + 1]
-    bottom = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def _check_size(image_size) -> tuple[int, int]:
     size = tuple(image_size)
     if len(size) != 2 or any(not isinstance(s, (int, np.integer)) or s < 16 for s in size):
@@ -393,7 +292,7 @@ def _check_positive_int(value, name: str) -> int:
 
 def _check_classes(classes) -> tuple[str, ...]:
     names = tuple(classes) if not isinstance(classes, str) else (classes,)
-    if not names or any(name not in _SHAPES for name in names) or len(set(names)) != len(names):
+    if not names or any(name not in SHAPES for name in names) or len(set(names)) != len(names):
         raise ValueError(f"classes must be distinct names from {SHAPE_CLASSES}. Received: classes={classes!r}")
     return names
 

@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from kapps.data.base import Data, fit_image
+from kapps.data.folder import load_folder
 from kapps.errors import DataError
 
-import numpy as np
 import tensorflow as tf
 
 SOURCES = ("digits", "tfds:NAME", "folder:PATH")
-
-
-@dataclass
-class Data:
-    """A loaded source, split three ways, each split an unbatched `tf.data.Dataset` of decoded `(image, label)`.
-
-    Attributes:
-        spec: the source as the user named it (`"digits"`, `"tfds:mnist"`).
-        train, val, test: the splits; images are float32 in [0, 1] at `input_shape`, labels int32.
-        input_shape: (height, width, channels) of every image.
-        class_names: one name per class; `num_classes` is its length.
-        sizes: number of examples in each split.
-    """
-
-    spec: str
-    train: tf.data.Dataset
-    val: tf.data.Dataset
-    test: tf.data.Dataset
-    input_shape: tuple[int, int, int]
-    class_names: list[str]
-    sizes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def describe(self) -> dict:
-        """A JSON-ready description, stored in a run's config.json so the data can be loaded again."""
-        return {
-            "spec": self.spec,
-            "input_shape": list(self.input_shape),
-            "class_names": self.class_names,
-            "sizes": self.sizes,
-        }
 
 
 def load(
@@ -81,16 +46,7 @@ def load(
     elif spec.startswith("tfds:") and len(spec) > len("tfds:"):
         data = _tfds(spec, image_size=image_size, data_dir=data_dir, val_fraction=val_fraction)
     elif spec.startswith("folder:") and len(spec) > len("folder:"):
-        from kapps.data.folder import load_folder
-
-        return load_folder(
-            spec,
-            image_size=image_size,
-            channels=channels or 3,
-            seed=seed,
-            val_fraction=val_fraction,
-            fit_image=fit_image,
-        )
+        return load_folder(spec, image_size=image_size, channels=channels or 3, seed=seed, val_fraction=val_fraction)
     else:
         raise DataError(
             f"Unknown data source {spec!r}; use 'digits', 'tfds:NAME' (for example 'tfds:mnist') or 'folder:PATH'."
@@ -116,17 +72,6 @@ def _with_channels(data: Data, channels: int) -> Data:
         class_names=data.class_names,
         sizes=data.sizes,
     )
-
-
-def fit_image(image: tf.Tensor, image_size, *, resize: bool = False) -> tf.Tensor:
-    """Scale an image tensor to float32 in [0, 1] and fit it to `image_size`: resized when `resize` or when it is
-    larger, else padded around (MNIST's 28x28 digits in LeNet's 32x32 frame)."""
-    image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
-    height, width = image_size
-    shape = image.shape
-    if not resize and shape[0] is not None and shape[0] <= height and shape[1] <= width:
-        return tf.image.resize_with_crop_or_pad(image, height, width)
-    return tf.image.resize(image, (height, width))
 
 
 def _digits(*, image_size, seed: int, val_fraction: float) -> Data:
@@ -199,16 +144,3 @@ def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
         class_names=list(label.names),
         sizes={"train": size(train), "val": size(val), "test": size(test)},
     )
-
-
-def as_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The first `limit` examples of an unbatched split as NumPy arrays (images, labels)."""
-    if limit is not None:
-        ds = ds.take(limit)
-    images, labels = [], []
-    for image, label in ds.batch(256).as_numpy_iterator():
-        images.append(image)
-        labels.append(label)
-    if not images:
-        raise DataError("The data split is empty.")
-    return np.concatenate(images), np.concatenate(labels)

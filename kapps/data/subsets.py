@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kapps.data.sources import Data
+from kapps.data.base import Data
 from kapps.errors import DataError
 
 import numpy as np

@@ -63,11 +63,17 @@ def tflite_runner(path: Path, *, num_threads: int | None = None) -> Runner:
     return run
 
 
-def onnx_runner(path: Path) -> Runner:
-    """The `.onnx` file through an onnxruntime CPU `InferenceSession`."""
+def onnx_runner(path: Path, *, num_threads: int | None = None) -> Runner:
+    """The `.onnx` file through an onnxruntime CPU `InferenceSession`.
+
+    `num_threads` sets the session's intra-op threads; None keeps onnxruntime's default (one per physical core).
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     input_name = session.get_inputs()[0].name
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kapps import boxes as box_ops
+from kapps.detection import batched_nms, check_nms_settings
 
 import keras
 
@@ -11,7 +11,7 @@ import keras
 class NonMaxSuppression(keras.layers.Layer):
     """The end of a detector's inference model: scored boxes in, kapps' padded detections out.
 
-    Calls `kapps.boxes.batched_nms`: boxes `(B, N, 4)` `rel_xyxy` and class scores `(B, N, C)` in, a dict
+    Calls `kapps.detection.batched_nms`: boxes `(B, N, 4)` `rel_xyxy` and class scores `(B, N, C)` in, a dict
     `{"boxes": float32 (B, K, 4), "scores": float32 (B, K), "classes": int32 (B, K), "num_detections": int32
     (B,)}` out, each image's detections by descending score, then padding rows (box 0, score 0, class -1). It
     exports with a free batch axis: TFLite builtins (NON_MAX_SUPPRESSION_V5) and ONNX (NonMaxSuppression). The
@@ -38,14 +38,14 @@ class NonMaxSuppression(keras.layers.Layer):
     ):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        box_ops.check_nms_settings(max_detections=max_detections, iou_threshold=iou_threshold)
+        check_nms_settings(max_detections=max_detections, iou_threshold=iou_threshold)
         self.max_detections = int(max_detections)
         self.iou_threshold = float(iou_threshold)
         self.score_threshold = float(score_threshold)
         self.per_class = bool(per_class)
 
     def call(self, boxes, class_scores):
-        return box_ops.batched_nms(
+        return batched_nms(
             boxes,
             class_scores,
             max_detections=self.max_detections,

@@ -1,14 +1,24 @@
-"""Model builders and the registry that names them.
+"""Model builders, the registry that names them, and their backbones.
 
 >>> import kapps.models
 >>> model = kapps.models.build("lenet5", num_classes=10)
 >>> kapps.models.list_models(task="classification")
+>>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
 from kapps.models import detection, inception, lenet, resnet, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
-from kapps.models.detection import yolo_v1
-from kapps.models.inception import googlenet, googlenet_paper, inception_v3
+from kapps.models.backbones import (
+    backbone,
+    copy_weights,
+    feature_maps,
+    list_backbones,
+    load_backbone_weights,
+    stage_layers,
+    transfer_backbone,
+)
+from kapps.models.detection import darknet24, darknet_small, yolo_v1
+from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
     plain20,
@@ -38,28 +48,40 @@ from kapps.models.vgg import (
     vgg19,
     vgg19_bn,
 )
-from kapps.registry import TASKS, ModelInfo, build, count_params, info, list_models
+from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, info, list_models
 
 __all__ = [
-    "batch_norm_layers",
-    "TASKS",
+    "FeatureMap",
     "ModelInfo",
+    "TASKS",
+    "backbone",
+    "batch_norm_layers",
     "build",
+    "copy_weights",
     "count_params",
+    "darknet24",
+    "darknet_small",
     "detection",
+    "feature_maps",
     "googlenet",
+    "googlenet_main_output",
     "googlenet_paper",
     "inception",
     "inception_v3",
     "info",
     "lenet",
     "lenet5",
+    "list_backbones",
     "list_models",
+    "load_backbone_weights",
     "plain20",
     "plain32",
     "plain44",
     "plain56",
     "resnet",
+    "resnet101",
+    "resnet110",
+    "resnet152",
     "resnet18",
     "resnet20",
     "resnet32",
@@ -67,10 +89,9 @@ __all__ = [
     "resnet44",
     "resnet50",
     "resnet56",
-    "resnet101",
-    "resnet110",
-    "resnet152",
     "set_bn_momentum",
+    "stage_layers",
+    "transfer_backbone",
     "vgg",
     "vgg11",
     "vgg11_bn",

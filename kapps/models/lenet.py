@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kapps.layers import ConnectionTableConv2D
 from kapps.models._common import classifier_head, load_weights, model_input
-from kapps.registry import register_model
+from kapps.registry import FeatureMap, register_model
 
 import keras
 
@@ -19,6 +19,9 @@ C3_TABLE = (
     (0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1),
 )
 
+# The subsampled maps: S2 (6 maps, stride 2) and S4 (16 maps, stride 4). C5 is a vector on LeNet's 32x32 input.
+FEATURE_MAPS = (FeatureMap("C1", "s2", 2, 6), FeatureMap("C2", "s4", 4, 16))
+
 _POOLS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
 
 
@@ -28,6 +31,7 @@ _POOLS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D
     num_classes=10,
     param_count=61_706,
     source="computed: conv 6@5x5 and 16@5x5, dense 120/84/10 (LeCun et al. 1998)",
+    feature_maps=FEATURE_MAPS,
 )
 def lenet5(
     *,

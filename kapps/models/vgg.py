@@ -11,11 +11,16 @@ from typing import Any
 
 from kapps.layers.lrn import LocalResponseNormalization
 from kapps.models._common import RELU_INIT, ImagenetWeights, classifier_head, load_weights, model_input
-from kapps.registry import register_model
+from kapps.registry import FeatureMap, register_model
 
 import keras
 
 FILTERS = (64, 128, 256, 512, 512)
+# The backbone's maps are the block pools, `block1_pool` (stride 2) to `block5_pool` (stride 32), the maps FCN's
+# skips read (pool3, pool4, pool5 in Long et al. 2015).
+FEATURE_MAPS = tuple(
+    FeatureMap(f"C{block}", f"block{block}_pool", 2**block, filters) for block, filters in enumerate(FILTERS, start=1)
+)
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,7 @@ _SOURCE = "Simonyan & Zisserman 2015, Table 1"
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=132_863_336,
+    feature_maps=FEATURE_MAPS,
     source=f"torchvision vgg11 ({_SOURCE}, A)",
 )
 @_describe("VGG-11: 8 convolutions (1-1-2-2-2 per block) and 3 fully connected layers.", "A")
@@ -202,6 +208,7 @@ def vgg11(**kwargs: Any) -> keras.Model:
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=132_863_336,
+    feature_maps=FEATURE_MAPS,
     source=f"same as vgg11: LRN has no weights ({_SOURCE}, A-LRN)",
 )
 @_describe("VGG-11 with local response normalisation after the first convolution.", "A-LRN")
@@ -214,6 +221,7 @@ def vgg11_lrn(**kwargs: Any) -> keras.Model:
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=133_047_848,
+    feature_maps=FEATURE_MAPS,
     source=f"torchvision vgg13 ({_SOURCE}, B)",
 )
 @_describe("VGG-13: 10 convolutions (2 per block) and 3 fully connected layers.", "B")
@@ -226,6 +234,7 @@ def vgg13(**kwargs: Any) -> keras.Model:
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=133_638_952,
+    feature_maps=FEATURE_MAPS,
     source=f"computed from {_SOURCE}, C (the paper's Table 2 rounds it to 134M)",
 )
 @_describe("VGG-16 with 1x1 convolutions: like D, but the third convolution of blocks 3-5 is 1x1.", "C")
@@ -238,7 +247,9 @@ def vgg16_c(**kwargs: Any) -> keras.Model:
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=138_357_544,
+    feature_maps=FEATURE_MAPS,
     source=f"keras.applications VGG16 ({_SOURCE}, D)",
+    imagenet_preprocessing="caffe",
 )
 @_describe("VGG-16: 13 3x3 convolutions (2-2-3-3-3); keras.applications' VGG16.", "D", imagenet=True)
 def vgg16(**kwargs: Any) -> keras.Model:
@@ -250,7 +261,9 @@ def vgg16(**kwargs: Any) -> keras.Model:
     input_shape=(224, 224, 3),
     num_classes=1000,
     param_count=143_667_240,
+    feature_maps=FEATURE_MAPS,
     source=f"keras.applications VGG19 ({_SOURCE}, E)",
+    imagenet_preprocessing="caffe",
 )
 @_describe("VGG-19: 16 3x3 convolutions (2-2-4-4-4); keras.applications' VGG19.", "E", imagenet=True)
 def vgg19(**kwargs: Any) -> keras.Model:
@@ -263,6 +276,7 @@ def vgg19(**kwargs: Any) -> keras.Model:
     num_classes=1000,
     param_count=132_868_840,
     count_kind="trainable",
+    feature_maps=FEATURE_MAPS,
     source="torchvision vgg11_bn (trainable weights)",
 )
 @_describe("VGG-11 with batch normalisation after every convolution (Ioffe & Szegedy 2015).", "A", batch_norm=True)
@@ -276,6 +290,7 @@ def vgg11_bn(**kwargs: Any) -> keras.Model:
     num_classes=1000,
     param_count=133_053_736,
     count_kind="trainable",
+    feature_maps=FEATURE_MAPS,
     source="torchvision vgg13_bn (trainable weights) = vgg13 + 2 x 2,944 BN channels",
 )
 @_describe("VGG-13 with batch normalisation after every convolution (Ioffe & Szegedy 2015).", "B", batch_norm=True)
@@ -289,6 +304,7 @@ def vgg13_bn(**kwargs: Any) -> keras.Model:
     num_classes=1000,
     param_count=138_365_992,
     count_kind="trainable",
+    feature_maps=FEATURE_MAPS,
     source="torchvision vgg16_bn (trainable weights)",
 )
 @_describe("VGG-16 with batch normalisation after every convolution (Ioffe & Szegedy 2015).", "D", batch_norm=True)
@@ -302,6 +318,7 @@ def vgg16_bn(**kwargs: Any) -> keras.Model:
     num_classes=1000,
     param_count=143_678_248,
     count_kind="trainable",
+    feature_maps=FEATURE_MAPS,
     source="torchvision vgg19_bn (trainable weights)",
 )
 @_describe("VGG-19 with batch normalisation after every convolution (Ioffe & Szegedy 2015).", "E", batch_norm=True)

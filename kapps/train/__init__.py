@@ -8,17 +8,14 @@ from kapps.train.distribute import STRATEGIES, make_strategy
 from kapps.train.engine import Run, fit, fit_classifier, seed_everything, warmup_cosine
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
-from kapps.train.transfer import attach_head, block_names, cut_backbone, freeze, last_stage, unfreeze_top
+from kapps.train.transfer import attach_head, freeze, unfreeze_top
 
 __all__ = [
     "PRECISIONS",
     "STRATEGIES",
     "Run",
     "attach_head",
-    "block_names",
-    "cut_backbone",
     "freeze",
-    "last_stage",
     "unfreeze_top",
     "TrainOptions",
     "fit",

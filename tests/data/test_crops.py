@@ -1,7 +1,7 @@
 """Object crops: every labelled object of a detection source as a classification example."""
 
+from kapps.data.base import Data
 from kapps.data.crops import object_crops
-from kapps.data.sources import Data
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """`folder:PATH` sources in both layouts, channel conversion and the CIFAR augmentation."""
 
 import kapps.data
-from kapps.data.sources import as_arrays
+from kapps.data.base import as_arrays
 from kapps.errors import DataError
 
 import numpy as np

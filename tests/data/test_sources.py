@@ -1,7 +1,7 @@
 """Data sources and the pipeline: the digits split, tfds through mock data, errors."""
 
 import kapps.data
-from kapps.data.sources import as_arrays
+from kapps.data.base import as_arrays
 from kapps.errors import DataError
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Class subsets: relabelling, a stratified and seeded per-class budget, sizes, and bad requests."""
 
 import kapps.data
-from kapps.data.sources import as_arrays
+from kapps.data.base import as_arrays
 from kapps.data.subsets import subset_classes
 from kapps.errors import DataError
 

@@ -4,7 +4,7 @@ import contextlib
 import io
 import re
 
-import kapps.boxes
+import kapps.detection
 from kapps.export import keras_runner, onnx_runner, saved_model_runner, tflite_runner, writers
 from kapps.layers.detection import NonMaxSuppression
 
@@ -48,7 +48,7 @@ def test_the_layer_is_batched_nms():
     rows = scene(2)
     layer = NonMaxSuppression(max_detections=5, iou_threshold=0.4, score_threshold=0.1, per_class=False)
     got = layer(rows[..., :4], rows[..., 4:])
-    expected = kapps.boxes.batched_nms(
+    expected = kapps.detection.batched_nms(
         rows[..., :4], rows[..., 4:], max_detections=5, iou_threshold=0.4, score_threshold=0.1, per_class=False
     )
     assert set(got) == {"boxes", "scores", "classes", "num_detections"}

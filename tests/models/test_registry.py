@@ -14,6 +14,9 @@ def test_registered_model_matches_reference_count(name):
     if info.task == "classification":
         assert model.output_shape[-1] == info.num_classes
     assert kapps.models.count_params(model, info.count_kind) == info.param_count, info.source
+    # The declared feature maps are layers of the model, with the declared channels (strides: test_backbones.py).
+    for feature in info.feature_maps:
+        assert model.get_layer(feature.layer).output.shape[-1] == feature.channels, feature
 
 
 def test_reference_counts_of_the_design():

@@ -205,6 +205,7 @@ def test_deep_nets_without_batch_norm_keep_their_signal_at_initialisation(name):
     keras.utils.set_random_seed(0)
     model = kapps.models.build(name, input_shape=(32, 32, 1), num_classes=10, classifier_activation=None)
     images = np.random.default_rng(0).normal(size=(16, 32, 32, 1)).astype("float32")
-    hidden = [layer for layer in model.layers if getattr(layer, "activation", None) is keras.activations.relu]
-    assert hidden and all(layer.kernel_initializer.__class__.__name__ == "HeNormal" for layer in hidden)
+    weighted = (keras.layers.Conv2D, keras.layers.Dense)
+    hidden = [layer for layer in model.layers if isinstance(layer, weighted) and layer.name != "predictions"]
+    assert len(hidden) > 15 and all(layer.kernel_initializer.__class__.__name__ == "HeNormal" for layer in hidden)
     assert np.std(model.predict(images, verbose=0)) > 0.05

@@ -3,9 +3,10 @@
 import math
 
 import kapps.models.detection.yolo as yolo
+from kapps.detection import yolo_v1_targets
 from kapps.errors import ExportError
 from kapps.layers.yolo import YoloV1Decode
-from kapps.losses import YoloV1Loss, yolo_v1_targets
+from kapps.losses import YoloV1Loss
 
 import keras
 import numpy as np
@@ -67,24 +68,6 @@ def _grid(cells: dict, *, grid_size=2, boxes_per_cell=2, num_classes=2) -> np.nd
     for (row, column), numbers in cells.items():
         grid[0, row, column] = numbers
     return grid
-
-
-def test_targets_put_each_object_in_the_cell_of_its_centre():
-    boxes = np.array([[[0.1, 0.1, 0.4, 0.3], [0.6, 0.5, 0.9, 1.0], [0, 0, 0, 0]]], np.float32)
-    classes = np.array([[1, 0, -1]], np.int32)
-    targets = np.asarray(yolo_v1_targets(boxes, classes, grid_size=2, num_classes=2))
-    # centre (0.25, 0.2): cell row 0, column 0, offsets (0.5, 0.4); centre (0.75, 0.75): cell (1, 1), (0.5, 0.5)
-    np.testing.assert_allclose(targets[0, 0, 0], [0.5, 0.4, 0.3, 0.2, 1, 0, 1], atol=1e-6)
-    np.testing.assert_allclose(targets[0, 1, 1], [0.5, 0.5, 0.3, 0.5, 1, 1, 0], atol=1e-6)
-    assert not targets[0, 0, 1].any() and not targets[0, 1, 0].any()
-
-
-def test_targets_keep_the_larger_of_two_objects_in_one_cell():
-    boxes = np.array([[[0.2, 0.2, 0.3, 0.3], [0.05, 0.05, 0.45, 0.45], [0.1, 0.1, 0.4, 0.4]]], np.float32)
-    classes = np.array([[0, 1, 0]], np.int32)
-    targets = np.asarray(yolo_v1_targets(boxes, classes, grid_size=2, num_classes=2))
-    np.testing.assert_allclose(targets[0, 0, 0], [0.5, 0.5, 0.4, 0.4, 1, 0, 1], atol=1e-6)
-    assert targets[..., 4].sum() == 1
 
 
 # One object of class 1 in cell (0, 0): box (0.1, 0.1)-(0.4, 0.3), centre offsets (0.5, 0.4), w 0.3, h 0.2.
@@ -194,16 +177,3 @@ def test_detector_exports_with_the_same_detections(tmp_path):
     with pytest.raises(ExportError, match="int8 quantization of a detector is not supported"):
         kapps.export.export(tmp_path / "yolo.keras", formats="tflite", quantize="int8", out=tmp_path / "int8")
     assert not (tmp_path / "int8").exists()
-
-
-def test_backbone_pretrained_as_a_classifier_moves_into_the_detector():
-    classifier = yolo.yolo_v1_classifier(input_shape=(48, 48, 3), num_classes=4, backbone="small", batch_norm=True)
-    assert classifier.output.shape == (None, 4)
-    for layer in classifier.layers:
-        if layer.weights:
-            layer.set_weights([np.full(w.shape, 0.5, np.float32) for w in layer.get_weights()])
-    detector = yolo.yolo_v1(input_shape=(112, 112, 3), num_classes=4, backbone="small", batch_norm=True, head="conv")
-    copied = yolo.transfer_backbone(classifier, detector)
-    assert copied == 18  # 9 convolutions and their batch norms
-    np.testing.assert_array_equal(detector.get_layer("backbone_conv5").get_weights()[0], 0.5)
-    assert not np.all(detector.get_layer("grid").get_weights()[0] == 0.5)

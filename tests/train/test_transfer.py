@@ -1,14 +1,17 @@
-"""Transfer-learning helpers on a small resnet20: cut, freeze, new head, unfreeze the top blocks."""
+"""Transfer-learning helpers on a small resnet20: its backbone with trained weights, frozen, a new head, the top
+stages unfrozen."""
 
 import kapps.models
-from kapps.train.transfer import attach_head, block_names, cut_backbone, freeze, last_stage, unfreeze_top
+from kapps.train.transfer import attach_head, freeze, unfreeze_top
 
 import keras
 import numpy as np
 import pytest
 
 SHAPE = (16, 16, 1)
+MAPS = kapps.models.feature_maps("resnet20")
 CONV4 = {f"conv4_block{b}_{i}_conv" for b in (1, 2, 3) for i in (1, 2)}
+CONV3 = {f"conv3_block{b}_{i}_conv" for b in (1, 2, 3) for i in (1, 2)}
 
 
 def weighted(model, *, trainable):
@@ -17,7 +20,7 @@ def weighted(model, *, trainable):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A resnet20 trained for a few steps on random images, saved and loaded back as the recipe does."""
+    """A resnet20 trained for a few steps on random images, saved as a run folder's model.keras is."""
     keras.utils.set_random_seed(0)
     model = kapps.models.build("resnet20", input_shape=SHAPE, num_classes=4)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
@@ -28,39 +31,43 @@ def trained(tmp_path_factory):
     return model, path, images
 
 
-def test_a_cut_backbone_gives_the_original_pooled_features(trained):
+def backbone(path):
+    return kapps.models.backbone("resnet20", input_shape=SHAPE, weights=path)
+
+
+def test_a_new_head_on_the_backbone_is_the_classifier_again(trained):
     model, path, images = trained
-    backbone = cut_backbone(keras.saving.load_model(path, compile=False, safe_mode=True))
-    assert backbone.output.shape == (None, 64) and backbone.name == "resnet20_backbone"
-    pooled = keras.Model(model.input, model.get_layer("avg_pool").output)
-    np.testing.assert_allclose(backbone.predict(images, verbose=0), pooled.predict(images, verbose=0), atol=1e-5)
-    named = cut_backbone(model, features="conv3_block3_out")
-    assert named.output.shape == (None, 8, 8, 32)
-    with pytest.raises(ValueError, match="features must name a layer of 'resnet20'. Received: features='nope'"):
-        cut_backbone(model, features="nope")
+    rebuilt = attach_head(backbone(path), num_classes=4)
+    assert rebuilt.name == "resnet20" and rebuilt.output.shape == (None, 4)
+    rebuilt.get_layer("predictions").set_weights(model.get_layer("predictions").get_weights())
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
 
 
 def test_frozen_backbone_with_a_new_head_trains_only_the_head(trained):
     _, path, images = trained
-    model = attach_head(freeze(cut_backbone(keras.saving.load_model(path, compile=False))), num_classes=7)
-    assert model.output.shape == (None, 7) and model.name == "resnet20"
+    model = attach_head(freeze(backbone(path)), num_classes=7)
+    assert model.output.shape == (None, 7)
     assert weighted(model, trainable=True) == {"predictions"}
     assert [w.path for w in model.trainable_weights] == ["predictions/kernel", "predictions/bias"]
     assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
-    probabilities = model.predict(images[:4], verbose=0)
-    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
-    maps = attach_head(cut_backbone(model, features="conv4_block3_out"), num_classes=2, dropout=0.5, name="maps")
-    assert maps.get_layer("head_pool") and maps.get_layer("head_dropout") and maps.output.shape == (None, 2)
+    np.testing.assert_allclose(model.predict(images[:4], verbose=0).sum(-1), 1.0, rtol=1e-5)
+    maps = attach_head(backbone(path), num_classes=2, dropout=0.5, feature_map="C1", name="maps")
+    assert maps.get_layer("head_pool").input.shape == (None, 8, 8, 32) and maps.get_layer("head_dropout")
+    assert "conv4_block1_1_conv" not in {layer.name for layer in maps.layers}
     with pytest.raises(ValueError, match="num_classes must be a positive integer. Received: num_classes=0"):
-        attach_head(cut_backbone(model), num_classes=0)
+        attach_head(backbone(path), num_classes=0)
+    with pytest.raises(
+        ValueError, match="feature_map must be one of \\['C0', 'C1', 'C2'\\]. Received: feature_map='C5'"
+    ):
+        attach_head(backbone(path), num_classes=2, feature_map="C5")
 
 
-def test_unfreeze_top_opens_exactly_the_last_stage(trained):
+def test_unfreeze_top_opens_exactly_the_last_stage(trained, tmp_path):
     _, path, images = trained
-    model = attach_head(freeze(cut_backbone(keras.saving.load_model(path, compile=False))), num_classes=3)
-    assert block_names(model) == [f"conv{s}_block{b}" for s in (2, 3, 4) for b in (1, 2, 3)]
-    assert last_stage(model) == ["conv4_block1", "conv4_block2", "conv4_block3"]
-    unfrozen = unfreeze_top(model)
+    model = attach_head(freeze(backbone(path)), num_classes=3)
+    model.save(tmp_path / "frozen.keras")  # the recipe fine-tunes phase 1's saved model
+    model = keras.saving.load_model(tmp_path / "frozen.keras", compile=False, safe_mode=True)
+    unfrozen = unfreeze_top(model, MAPS)
     assert set(unfrozen) == CONV4  # batch normalisation stays frozen; option-A shortcuts have no weights
     assert weighted(model, trainable=True) == CONV4 | {"predictions"}
     assert len(model.trainable_weights) == 6 + 2
@@ -73,12 +80,10 @@ def test_unfreeze_top_opens_exactly_the_last_stage(trained):
     assert changed == CONV4 | {"predictions"}
 
 
-def test_unfreeze_a_number_of_blocks_and_batch_norm(trained):
-    model = attach_head(freeze(cut_backbone(trained[0], name="b")), num_classes=3)
-    assert unfreeze_top(model, 1) == ["conv4_block3_1_conv", "conv4_block3_2_conv"]
-    model = attach_head(freeze(cut_backbone(trained[0], name="b")), num_classes=3)
-    with_bn = unfreeze_top(model, 4, train_batch_norm=True)
-    assert with_bn[:4] == ["conv3_block3_1_conv", "conv3_block3_1_bn", "conv3_block3_2_conv", "conv3_block3_2_bn"]
-    assert len(with_bn) == 16
-    with pytest.raises(ValueError, match="blocks must be None or an integer from 1 to 9. Received: blocks=10"):
-        unfreeze_top(model, 10)
+def test_unfreeze_two_stages_and_batch_norm(trained):
+    model = attach_head(freeze(backbone(trained[1])), num_classes=3)
+    with_bn = unfreeze_top(model, MAPS, stages=2, train_batch_norm=True)
+    assert set(with_bn) >= CONV3 | CONV4 and "conv3_block1_1_bn" in with_bn
+    assert len(with_bn) == 24  # 12 convolutions and their batch norms
+    with pytest.raises(ValueError, match="stages must be an integer from 1 to 3. Received: stages=4"):
+        unfreeze_top(model, MAPS, stages=4)

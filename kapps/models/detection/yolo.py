@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.yolo import YoloV1Decode
-from kapps.models._common import load_weights, model_input
-from kapps.registry import register_model
+from kapps.models._common import classifier_head, load_weights, model_input
+from kapps.registry import FeatureMap, register_model
 
 import keras
 
@@ -52,6 +52,25 @@ BACKBONES = {"paper": _PAPER, "small": _SMALL}
 STRIDES = {"paper": 64, "small": 16}
 HEAD_UNITS = {"paper": 4096, "small": 512}
 HEADS = ("dense", "conv")
+# The registered classifiers whose bodies are these backbones: pre-train one, then `transfer_backbone` its weights
+# into a `yolo_v1` of the same backbone (`kapps.models.backbones`).
+BACKBONE_MODELS = {"paper": "darknet24", "small": "darknet_small"}
+
+# Feature maps: the last convolution at each stride.
+PAPER_MAPS = (
+    FeatureMap("C1", "backbone_conv1_leaky", 2, 64),
+    FeatureMap("C2", "backbone_conv2_leaky", 4, 192),
+    FeatureMap("C3", "backbone_conv6_leaky", 8, 512),
+    FeatureMap("C4", "backbone_conv16_leaky", 16, 1024),
+    FeatureMap("C5", "backbone_conv21_leaky", 32, 1024),
+    FeatureMap("C6", "backbone_conv24_leaky", 64, 1024),
+)
+SMALL_MAPS = (
+    FeatureMap("C1", "backbone_conv2_leaky", 2, 32),
+    FeatureMap("C2", "backbone_conv3_leaky", 4, 64),
+    FeatureMap("C3", "backbone_conv5_leaky", 8, 128),
+    FeatureMap("C4", "backbone_conv9_leaky", 16, 256),
+)
 
 
 def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
@@ -71,6 +90,101 @@ def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
             x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{prefix}_leaky")(x)
     return x
+
+
+def _darknet(
+    backbone: str,
+    *,
+    input_shape: tuple[int | None, int | None, int],
+    num_classes: int = 1000,
+    include_top: bool = True,
+    weights: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    batch_norm: bool = False,
+    name: str,
+) -> keras.Model:
+    """YOLO v1's backbone `backbone` as a classifier: the convolutions, global average pooling, the class layer."""
+    inputs = model_input(input_shape, weights=weights, include_top=include_top, num_classes=num_classes)
+    x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = classifier_head(
+        x,
+        include_top=include_top,
+        num_classes=num_classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+    )
+    model = keras.Model(inputs, x, name=name)
+    load_weights(model, weights)
+    return model
+
+
+def _describe(summary: str):
+    """Give a darknet classifier its docstring: `summary` and the keywords they share."""
+
+    def decorate(builder):
+        builder.__doc__ = summary + _DARKNET_ARGS
+        return builder
+
+    return decorate
+
+
+_DARKNET_ARGS = """
+
+    Args:
+        input_shape: (height, width, channels).
+        num_classes: size of the class layer.
+        include_top: whether to add the global average pooling and the class layer.
+        weights: `None` or the path of a weight file of this architecture.
+        pooling: without the top, `None` (the last feature map), `"avg"` or `"max"` global pooling.
+        classifier_activation: activation of the class layer, `None` for logits.
+        batch_norm: batch normalisation after each convolution, as in `yolo_v1(batch_norm=True)`.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+"""
+
+
+@register_model(
+    task="classification",
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    param_count=61_180_968,
+    source="computed from Redmon et al. 2016, Figure 3: 24 convolutions (60,155,968) and a 1000-way layer",
+    feature_maps=PAPER_MAPS,
+)
+@_describe(
+    """The backbone of YOLO v1 (Redmon et al. 2016, Figure 3: 24 convolutions) as a classifier, for pre-training.
+
+    The paper pre-trains its first 20 convolutions this way on ImageNet at 224x224, then detects at 448x448
+    (Sec. 2.2); kapps pre-trains all 24. The layers carry `yolo_v1`'s names, so `kapps.models.transfer_backbone`
+    moves them into a detector of any input size."""
+)
+def darknet24(
+    *, input_shape: tuple[int | None, int | None, int] = (224, 224, 3), name: str = "darknet24", **kwargs
+) -> keras.Model:
+    return _darknet("paper", input_shape=input_shape, name=name, **kwargs)
+
+
+@register_model(
+    task="classification",
+    input_shape=(112, 112, 3),
+    num_classes=1000,
+    param_count=803_688,
+    source="computed: the 9 convolutions of kapps' small YOLO backbone (546,688) and a 1000-way layer",
+    feature_maps=SMALL_MAPS,
+)
+@_describe(
+    """The small backbone of `yolo_v1(backbone="small")` (9 convolutions, stride 16) as a classifier, for
+    pre-training on CPU-sized crops; its layers carry `yolo_v1`'s names."""
+)
+def darknet_small(
+    *, input_shape: tuple[int | None, int | None, int] = (112, 112, 3), name: str = "darknet_small", **kwargs
+) -> keras.Model:
+    return _darknet("small", input_shape=input_shape, name=name, **kwargs)
 
 
 @register_model(
@@ -171,43 +285,6 @@ def yolo_v1(
     model = keras.Model(inputs, x, name=name)
     load_weights(model, weights)
     return model
-
-
-def yolo_v1_classifier(
-    *,
-    input_shape: tuple[int, int, int] = (224, 224, 3),
-    num_classes: int = 1000,
-    backbone: str = "paper",
-    batch_norm: bool = False,
-    name: str = "yolo_v1_classifier",
-) -> keras.Model:
-    """The backbone of `yolo_v1` as a classifier, for pre-training: convolutions, average pooling, softmax.
-
-    The paper pre-trains its first 20 convolutions this way on ImageNet at 224x224 before detecting at 448x448
-    (Redmon et al. 2016, Sec. 2.2). The layers carry the detector's names (`backbone_conv1`...), so
-    `transfer_backbone` moves them into a `yolo_v1` of any input size.
-    """
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}. Received: backbone={backbone!r}")
-    inputs = model_input(input_shape)
-    x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, x, name=name)
-
-
-def transfer_backbone(source: keras.Model, target: keras.Model) -> int:
-    """Copy the weights of every `backbone_*` layer of `source` into the layer of the same name in `target`.
-
-    Returns:
-        The number of layers copied.
-    """
-    copied = 0
-    for layer in source.layers:
-        if layer.name.startswith("backbone_") and layer.weights:
-            target.get_layer(layer.name).set_weights(layer.get_weights())
-            copied += 1
-    return copied
 
 
 def _grid_output(x, depth: int, *, head: str, grid_size: int, name: str):

@@ -1,0 +1,95 @@
+"""What every source gives: `Data`, three splits of decoded examples, and the decoding the sources share.
+
+Classification sources fit their images with `fit_image`; detection sources give `detection_image` and
+`detection_targets` (see `kapps.data.detection`). `as_arrays` reads a split back as NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kapps.errors import DataError
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class Data:
+    """A loaded source, split three ways, each split an unbatched `tf.data.Dataset` of decoded `(image, label)`.
+
+    Attributes:
+        spec: the source as the user named it (`"digits"`, `"tfds:mnist"`).
+        train, val, test: the splits; images are float32 in [0, 1] at `input_shape`, labels int32.
+        input_shape: (height, width, channels) of every image.
+        class_names: one name per class; `num_classes` is its length.
+        sizes: number of examples in each split.
+    """
+
+    spec: str
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> dict:
+        """A JSON-ready description, stored in a run's config.json so the data can be loaded again."""
+        return {
+            "spec": self.spec,
+            "input_shape": list(self.input_shape),
+            "class_names": self.class_names,
+            "sizes": self.sizes,
+        }
+
+
+def fit_image(image: tf.Tensor, image_size, *, resize: bool = False) -> tf.Tensor:
+    """Scale an image tensor to float32 in [0, 1] and fit it to `image_size`: resized when `resize` or when it is
+    larger, else padded around (MNIST's 28x28 digits in LeNet's 32x32 frame)."""
+    image = tf.image.convert_image_dtype(image, tf.float32) if image.dtype == tf.uint8 else tf.cast(image, tf.float32)
+    height, width = image_size
+    shape = image.shape
+    if not resize and shape[0] is not None and shape[0] <= height and shape[1] <= width:
+        return tf.image.resize_with_crop_or_pad(image, height, width)
+    return tf.image.resize(image, (height, width))
+
+
+def detection_image(image: tf.Tensor, *, image_size) -> tf.Tensor:
+    """A decoded image as float32 RGB in [0, 1], stretched to `image_size`: the image of every detection source."""
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    image = tf.image.resize(image, image_size)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (*image_size, 3))
+
+
+def detection_targets(boxes: tf.Tensor, classes: tf.Tensor, *, max_boxes: int) -> dict[str, tf.Tensor]:
+    """Boxes (n, 4) rel_xyxy and classes (n,) clipped to the image, boxes without area dropped, the first
+    `max_boxes` kept and padded to `max_boxes` rows (boxes 0, classes -1): the targets of every detection source."""
+    boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
+    keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
+    boxes = tf.boolean_mask(boxes, keep)[:max_boxes]
+    classes = tf.cast(tf.boolean_mask(classes, keep)[:max_boxes], tf.int32)
+    pad = max_boxes - tf.shape(classes)[0]
+    return {
+        "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), (max_boxes, 4)),
+        "classes": tf.ensure_shape(tf.pad(classes, [[0, pad]], constant_values=-1), (max_boxes,)),
+    }
+
+
+def as_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` examples of an unbatched split as NumPy arrays (images, labels)."""
+    if limit is not None:
+        ds = ds.take(limit)
+    images, labels = [], []
+    for image, label in ds.batch(256).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise DataError("The data split is empty.")
+    return np.concatenate(images), np.concatenate(labels)

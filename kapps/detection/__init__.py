@@ -1,0 +1,29 @@
+"""Box math for detectors, one concern a module: formats and IoU (`boxes`), the Faster R-CNN box coder
+(`coder`), anchors (`anchor_grid`), training targets (`targets`) and non-maximum suppression that exports
+(`suppression`). Every public name is importable from here.
+
+    >>> from kapps.detection import batched_nms, iou
+"""
+
+from kapps.detection.anchor_grid import anchors
+from kapps.detection.boxes import FORMATS, area, clip, convert_format, elementwise_iou, iou
+from kapps.detection.coder import MAX_LOG_SCALE, decode, encode
+from kapps.detection.suppression import batched_nms, check_nms_settings, nms
+from kapps.detection.targets import yolo_v1_targets
+
+__all__ = [
+    "FORMATS",
+    "MAX_LOG_SCALE",
+    "anchors",
+    "area",
+    "batched_nms",
+    "check_nms_settings",
+    "clip",
+    "convert_format",
+    "decode",
+    "elementwise_iou",
+    "encode",
+    "iou",
+    "nms",
+    "yolo_v1_targets",
+]
