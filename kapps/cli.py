@@ -75,11 +75,23 @@ def models(task: str | None, as_json: bool) -> None:
 @click.option("--data", default=None, help="Data source for verification and calibration (default: the run's).")
 @click.option("--data-dir", default=None, help="tensorflow-datasets data folder.")
 def export(path: str, formats: str, quantize: str, opset: int, out: str | None, data, data_dir) -> None:
-    """Export PATH (a run folder or a .keras file) and verify every artifact in its own runtime."""
+    """Export PATH (a run folder or a .keras file) and verify every artifact in its own runtime.
+
+    Each stage prints a line with its time on stderr as it ends; the table and the report's path go to stdout.
+    """
     from kapps.export import REPORT_FILE
     from kapps.export import export as run_export
 
-    report = run_export(path, formats=formats, quantize=quantize, opset=opset, out=out, data=data, data_dir=data_dir)
+    report = run_export(
+        path,
+        formats=formats,
+        quantize=quantize,
+        opset=opset,
+        out=out,
+        data=data,
+        data_dir=data_dir,
+        progress=lambda line: click.echo(line, err=True),
+    )
     click.echo(format_report(report))
     click.echo(f"report: {report['out']}/{REPORT_FILE}")
 
@@ -92,16 +104,11 @@ def export(path: str, formats: str, quantize: str, opset: int, out: str | None, 
 @click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Lowest detection score kept.")
 def predict(artifact: str, images: tuple[str, ...], out: str, top_k: int, score_threshold: float) -> None:
     """Run ARTIFACT (.keras, run folder, SavedModel folder, .tflite, .onnx) on IMAGE files; write JSON and PNG."""
+    from kapps.kinds import kind_for
     from kapps.predict import predict as run_predict
 
     for entry in run_predict(artifact, images, out=out, top_k=top_k, score_threshold=score_threshold):
-        if entry["task"] == "classification":
-            found = ", ".join(f"{t['class']} {t['score']:.3f}" for t in entry["top5"])
-        else:
-            found = f"{len(entry['detections'])} detections" + "".join(
-                f", {d['class']} {d['score']:.2f}" for d in entry["detections"][:5]
-            )
-        click.echo(f"{entry['image']}: {found}")
+        click.echo(f"{entry['image']}: {kind_for(entry['task']).summary(entry)}")
     click.echo(f"wrote {len(images)} predictions (JSON and PNG) to {out}")
 
 
@@ -124,7 +131,11 @@ def benchmark(path: str, batch: str, runs: int, threads: int | None, out: str | 
 
 
 def format_report(report: dict) -> str:
-    """The export report as an aligned text table, one artifact a row."""
+    """The export report as an aligned text table, one artifact a row; the model's output kind says what "agree"
+    counts."""
+    from kapps.kinds import kind_for
+
+    kind = kind_for(report["task"])
     keras_ms = report["keras"]["median_latency_ms"]
     header = (
         "format",
@@ -146,7 +157,7 @@ def format_report(report: dict) -> str:
                 a["path"],
                 _size(a["bytes"]),
                 f"{a['max_abs_diff']:.2e}",
-                _agreement(a),
+                _share(kind.agreement(a)),
                 f"{a['median_latency_ms']:.3f}",
                 f"{keras_ms / a['median_latency_ms']:.1f}x" if a["median_latency_ms"] else "-",
                 "yes" if a["passed"] else "NO",
@@ -161,18 +172,15 @@ def format_report(report: dict) -> str:
         )
     elif metrics.get("map50") is not None:
         lines.append(f"model: {report['model']}, test mAP@0.5 {metrics['map50']:.3f} (the run's metrics.json)")
-    detector = report.get("task") == "detection"
     lines.append(
-        f"parity: {report['inputs']['count']} images from {report['inputs']['data']}; "
-        + ("agree: images with the same detections; " if detector else "agree: same top-1 class; ")
-        + f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"
+        f"parity: {report['inputs']['count']} images from {report['inputs']['data']}; agree: {kind.legend}; "
+        f"latency: median batch-1 call, Keras model call {keras_ms:.3f} ms"
     )
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
-def _agreement(entry: dict) -> str:
-    share = entry.get("detection_agreement", entry["top1_agreement"])
+def _share(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
 

@@ -2,6 +2,8 @@
 
 Each image gets `<stem>.json` in the form of DESIGN.md ("Predictions"), the same for every runtime, and `<stem>.png`
 with the result drawn: boxes with class and score for detectors, the top-k list beside the image for classifiers.
+The model's task (its run's config.json, its export report, or the registry entry of its name) picks the output
+kind (`kapps.kinds`) that reads, checks, writes and draws its outputs.
 
 >>> kapps.predict.predict("export/yolo/model.onnx", ["street.jpg"], out="predictions")
 """
@@ -14,8 +16,9 @@ from pathlib import Path
 
 from kapps.errors import DataError, ModelError
 from kapps.export.runtimes import Runner
-from kapps.export.source import DETECTION_OUTPUTS, is_detector, run_config
+from kapps.export.source import run_config
 from kapps.files import check_output_folder, write_atomic
+from kapps.kinds import Kind, PredictOptions, kind_for, recorded_task
 
 import numpy as np
 
@@ -31,12 +34,19 @@ class Predictor:
         runner: `images -> {output name: array}` in the artifact's own runtime.
         input_shape: (height, width, channels) the model takes.
         class_names: one name per class, from the run's config.json or the export's report; None when unknown.
+        task: the model's task, from the same place, or the registry entry of a Keras model's name.
     """
 
     path: str
     runner: Runner
     input_shape: tuple[int, int, int]
     class_names: list[str] | None
+    task: str
+
+    @property
+    def kind(self) -> Kind:
+        """The output kind of `task`, which turns the outputs into results and pictures."""
+        return kind_for(self.task)
 
     def name(self, class_id: int) -> str:
         """The name of `class_id`, or its number as a string when the names are unknown."""
@@ -49,7 +59,8 @@ def load_predictor(path) -> Predictor:
     """Load a `.keras` file, a run folder, a SavedModel folder, a `.tflite` or an `.onnx` file in its runtime.
 
     Raises:
-        ModelError: the path is missing, of an unknown kind, unreadable, or its input is not one fixed-size image.
+        ModelError: the path is missing, not an artifact kapps can run, unreadable, or its input is not one
+            fixed-size image; nothing says its task, or its task has no output kind.
     """
     from kapps.export import runtimes
     from kapps.export.source import load_keras
@@ -58,34 +69,47 @@ def load_predictor(path) -> Predictor:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"The artifact {given!r} does not exist.")
-    facts = None
+    facts, model_file, loader = None, None, None
     if path.is_dir() and (path / "model.keras").is_file():
-        kind, loader, facts = "keras", lambda p: runtimes.keras_runner(load_keras(p / "model.keras")), run_config(path)
+        runtime, model_file, facts = "keras", path / "model.keras", run_config(path)
     elif path.is_dir() and (path / "saved_model.pb").is_file():
-        kind, loader = "SavedModel", runtimes.saved_model_runner
+        runtime, loader = "SavedModel", runtimes.saved_model_runner
     elif path.is_file() and path.suffix == ".keras":
-        kind, loader, facts = "keras", lambda p: runtimes.keras_runner(load_keras(p)), run_config(path)
+        runtime, model_file, facts = "keras", path, run_config(path)
     elif path.is_file() and path.suffix == ".tflite":
-        kind, loader = "TFLite", runtimes.tflite_runner
+        runtime, loader = "TFLite", runtimes.tflite_runner
     elif path.is_file() and path.suffix == ".onnx":
-        kind, loader = "ONNX", runtimes.onnx_runner
+        runtime, loader = "ONNX", runtimes.onnx_runner
     else:
         raise ModelError(
             f"{given!r} is not an artifact kapps can run: give a .keras file, a run folder, a SavedModel folder, "
             "a .tflite or an .onnx file."
         )
-    try:
-        runner = loader(path)
-    except ModelError:
-        raise
-    except Exception as err:  # each runtime fails in its own way on a damaged file; all mean the same here
-        raise ModelError(f"{given!r} could not be loaded as a {kind} model ({type(err).__name__}).") from None
+    model_name = None
+    if model_file is not None:
+        model = load_keras(model_file)  # fails in one sentence of its own
+        runner, model_name = runtimes.keras_runner(model), model.name
+    else:
+        try:
+            runner = loader(path)
+        except Exception as err:  # each runtime fails in its own way on a damaged file; all mean the same here
+            raise ModelError(f"{given!r} could not be loaded as a {runtime} model ({type(err).__name__}).") from None
     shape = tuple(runner.input_shape)
     if len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
         raise ModelError(f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape}).")
     if facts is None:
         facts = _export_facts(path)
-    return Predictor(given, runner, shape, facts.get("data", {}).get("class_names") or facts.get("class_names"))
+    task = recorded_task(facts, model_name=model_name)
+    if task is None:
+        beside = "config.json" if model_file is not None else REPORT_FILE
+        raise ModelError(
+            f"Nothing says the task of {given!r}: there is no {beside} beside it that names it"
+            + (f", and its model name {model_name!r} is not a registered kapps model" if model_name else "")
+            + "; predict with the run folder, or with an artifact inside its export folder."
+        )
+    kind_for(task)  # a task without an output kind is refused before any image is read
+    class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
+    return Predictor(given, runner, shape, class_names, task)
 
 
 def _export_facts(path: Path) -> dict:
@@ -124,17 +148,6 @@ def prepare(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), size).numpy()
 
 
-def task_of(outputs: dict[str, np.ndarray]) -> str | None:
-    """`"detection"` for boxes/scores/classes/num_detections, `"classification"` for one (B, C > 1) output."""
-    if is_detector(outputs):
-        return "detection"
-    if len(outputs) == 1:
-        (value,) = outputs.values()
-        if value.ndim == 2 and value.shape[-1] > 1:
-            return "classification"
-    return None
-
-
 def result(
     outputs: dict[str, np.ndarray],
     predictor: Predictor,
@@ -145,40 +158,13 @@ def result(
     top_k: int = 5,
     score_threshold: float = 0.25,
 ) -> dict:
-    """The JSON-ready prediction of one image from the outputs of a batch of one.
-
-    Classifiers give `top5`: the `top_k` best classes with their scores (the model's outputs, probabilities for a
-    softmax head). Detectors give `detections`: the first `num_detections` rows scoring at least
-    `score_threshold`, boxes in pixels of the original `width` x `height` image, rounded to 0.01.
-    """
-    entry = {"image": image, "artifact": predictor.path, "task": task_of(outputs), "width": width, "height": height}
-    if entry["task"] == "classification":
-        (scores,) = (np.asarray(v, "float64")[0] for v in outputs.values())
-        order = np.argsort(-scores, kind="stable")[: min(top_k, len(scores))]
-        entry["top5"] = [
-            {"class_id": int(i), "class": predictor.name(int(i)), "score": float(scores[i])} for i in order
-        ]
-        return entry
-    count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
-    boxes = np.asarray(outputs["boxes"], "float64")[0, :count]
-    scores = np.asarray(outputs["scores"], "float64")[0, :count]
-    classes = np.asarray(outputs["classes"]).astype("int64")[0, :count]
-    scale = np.array([width, height, width, height], "float64")
-    detections = []
-    for box, score, class_id in zip(boxes, scores, classes, strict=True):
-        if score < score_threshold:
-            continue
-        pixels = np.clip(box * scale, 0, scale).round(2)
-        detections.append(
-            {
-                "box": [float(v) for v in pixels],
-                "class_id": int(class_id),
-                "class": predictor.name(int(class_id)),
-                "score": float(score),
-            }
-        )
-    entry["detections"] = sorted(detections, key=lambda d: -d["score"])
-    return entry
+    """The JSON-ready prediction of one image from the outputs of a batch of one: the fields every result has, and
+    those of the predictor's output kind (a classifier's `top5`, a detector's `detections` in pixels of the original
+    `width` x `height` image)."""
+    entry = {"image": image, "artifact": predictor.path, "task": predictor.task, "width": width, "height": height}
+    options = PredictOptions(top_k=top_k, score_threshold=score_threshold)
+    fields = predictor.kind.result(outputs, class_name=predictor.name, width=width, height=height, options=options)
+    return {**entry, **fields}
 
 
 def predict(artifact, images, *, out="predictions", top_k: int = 5, score_threshold: float = 0.25) -> list[dict]:
@@ -220,12 +206,7 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
     results = []
     for image, pixels in decoded.items():
         outputs = predictor.runner(prepare(pixels, (height, width))[None])
-        if task_of(outputs) is None:
-            shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in outputs.items())
-            raise ModelError(
-                f"{predictor.path!r} is not a classifier or a detector: its outputs are {shapes}, not one "
-                f"(batch, classes) array or {'/'.join(DETECTION_OUTPUTS)}."
-            )
+        predictor.kind.check({k: np.shape(v) for k, v in outputs.items()}, what=repr(predictor.path))
         entry = result(
             outputs,
             predictor,
@@ -242,39 +223,5 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
     for entry, pixels in results:
         stem = Path(entry["image"]).stem
         write_atomic(out / f"{stem}.json", lambda f, e=entry: f.write((json.dumps(e, indent=2) + "\n").encode()))
-        write_atomic(out / f"{stem}.png", lambda f, e=entry, p=pixels: draw(p, e, f))
+        write_atomic(out / f"{stem}.png", lambda f, e=entry, p=pixels: predictor.kind.draw(p, e, f))
     return [entry for entry, _ in results]
-
-
-def draw(pixels: np.ndarray, entry: dict, file) -> None:
-    """Draw a result as a PNG into `file`: detections as boxes with "class score", classes as a top-k list."""
-    from kapps.train.plots import draw_box, plt  # plots selects the Agg backend
-
-    height, width = pixels.shape[:2]
-    grey = pixels.shape[-1] == 1
-    image = pixels[..., 0] if grey else pixels
-    long_side = 6.0
-    size = (long_side, long_side * height / width) if width >= height else (long_side * width / height, long_side)
-    if entry["task"] == "detection":
-        fig, ax = plt.subplots(figsize=size)
-        ax.imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255)
-        colours = plt.get_cmap("tab10")
-        for d in entry["detections"]:
-            label = f"{d['class']} {d['score']:.2f}"
-            draw_box(ax, d["box"], colour=colours(d["class_id"] % 10), label=label, fontsize=9)
-        ax.set_title(f"{len(entry['detections'])} detections")
-    else:
-        fig, (ax, bars) = plt.subplots(1, 2, figsize=(size[0] + 4, size[1]), width_ratios=[size[0], 4])
-        ax.imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255)
-        top = entry["top5"]
-        rows = np.arange(len(top))[::-1]
-        bars.barh(rows, [t["score"] for t in top], color="tab:blue")
-        bars.set_yticks(rows, [t["class"] for t in top])
-        for row, t in zip(rows, top, strict=True):
-            bars.text(t["score"], row, f" {t['score']:.3f}", va="center")
-        bars.set_xlim(0, max(1.0, max(t["score"] for t in top)) * 1.2)
-        bars.set_title(f"top {len(top)}")
-    ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(file, format="png", dpi=100)
-    plt.close(fig)

@@ -18,7 +18,7 @@ import kapps.data
 import kapps.models
 import kapps.train
 from kapps.errors import OptionError
-from kapps.train.plots import plot_error_curves
+from kapps.viz import plot_error_curves
 
 import click
 import keras

@@ -31,7 +31,7 @@ from kapps.errors import OptionError
 from kapps.losses import YoloV1Loss
 from kapps.metrics import DetectionMetrics, evaluate_detector
 from kapps.models.detection.yolo import BACKBONE_MODELS, BACKBONES, HEADS, yolo_v1_detector
-from kapps.train.plots import plot_detections
+from kapps.viz import plot_detections
 
 import click
 import keras

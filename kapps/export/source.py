@@ -10,6 +10,7 @@ from pathlib import Path
 
 import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
 from kapps.errors import DataError, ModelError
+from kapps.kinds import Kind, kind_for, recorded_task
 
 import keras
 import numpy as np
@@ -27,8 +28,7 @@ class Source:
         data: `(split, limit) -> images` for the run's own data, or None when there is none.
         data_description: where the inputs come from, for the report.
         trained_policy: the dtype policy the model was saved with; exports compute in float32.
-        task: `"detection"` when the model's outputs are a detector's (`DETECTION_OUTPUTS`), else the run's task
-            (`"classification"` when unknown).
+        task: the model's task: the run's config.json's, else the registry's task of the model's name.
         class_names: the run's class names (config.json, also for a `.keras` file inside a run folder), or None.
     """
 
@@ -42,13 +42,10 @@ class Source:
     task: str = "classification"
     class_names: list[str] | None = None
 
-
-DETECTION_OUTPUTS = ("boxes", "scores", "classes", "num_detections")
-
-
-def is_detector(output_names) -> bool:
-    """Whether outputs with these names are a detector's: boxes, scores, classes and num_detections."""
-    return set(DETECTION_OUTPUTS) <= set(output_names)
+    @property
+    def kind(self) -> Kind:
+        """The output kind of `task`, which compares the artifacts with the Keras model."""
+        return kind_for(self.task)
 
 
 def run_config(path) -> dict:
@@ -78,7 +75,8 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         data_dir: tensorflow-datasets data folder for that source.
 
     Raises:
-        ModelError: the path is missing, is a folder that is not a run, or is not a readable Keras file.
+        ModelError: the path is missing, is a folder that is not a run, or is not a readable Keras file; nothing
+            says the model's task; or the task has no output kind to verify its export with.
     """
     path = Path(path)
     if not path.exists():
@@ -99,7 +97,13 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
     model = float32_twin(saved)
     # A bare .keras file keeps its own data (none), but takes task and class names from a run folder around it.
     facts = config or run_config(model_file)
-    task = "detection" if is_detector(_output_keys(model)) else facts.get("task") or "classification"
+    task = recorded_task(facts, model_name=saved.name)
+    if task is None:
+        raise ModelError(
+            f"Nothing says the task of {str(path)!r}: no run folder's config.json names it, and its model name "
+            f"{saved.name!r} is not a registered kapps model; export the run folder it was trained in."
+        )
+    kind = kind_for(task)
     class_names = facts.get("data", {}).get("class_names")
     source = Source(
         path, name, model, config, None, "random uniform images in [0, 1] (no data known)", policy, task, class_names
@@ -109,7 +113,7 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         return source
     options = config.get("options", {})
     seed = options.get("seed", 0)
-    source.data = _data_reader(spec, model, task=task, seed=seed, data_dir=data_dir or options.get("data_dir"))
+    source.data = _data_reader(spec, model, kind=kind, seed=seed, data_dir=data_dir or options.get("data_dir"))
     source.data_description = f"{spec} (seed {seed})"
     return source
 
@@ -149,24 +153,12 @@ def float32_twin(model: keras.Model) -> keras.Model:
     return twin
 
 
-def _output_keys(model: keras.Model) -> list[str]:
-    """The keys of the model's outputs: a dict output's keys, else the output layers' names."""
-    return list(model.output) if isinstance(model.output, dict) else list(model.output_names)
-
-
-def _data_reader(spec: str, model: keras.Model, *, task: str, seed: int, data_dir: str | None):
-    """`(split, limit) -> images` of the source `spec`, sized for the model; detection sources for detectors."""
-    import kapps.data
-
+def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_dir: str | None):
+    """`(split, limit) -> images` of the source `spec` loaded as the kind's data, sized for the model."""
     shape = model.input_shape[1:]
     if None in shape[:2]:
         raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
-    if task == "detection":
-        from kapps.data.detection import load_detection
-
-        loaded = load_detection(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
-    else:
-        loaded = kapps.data.load(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
+    loaded = kind.load_data(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
     channels = loaded.input_shape[-1] if getattr(loaded, "input_shape", None) else shape[-1]
     if channels != shape[-1]:
         raise DataError(f"The data {spec!r} has {channels} channels but the model takes {shape[-1]}.")

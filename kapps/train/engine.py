@@ -18,8 +18,8 @@ from kapps.errors import OptionError
 from kapps.train.backup import Backup
 from kapps.train.distribute import make_strategy
 from kapps.train.options import TrainOptions
-from kapps.train.plots import plot_curves
 from kapps.train.precision import precision_policy, resolve_precision
+from kapps.viz import plot_curves
 
 import keras
 import numpy as np

@@ -95,6 +95,7 @@ def free_size_export(folder):
     inputs = keras.Input((None, None, 3))
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
     keras.Model(inputs, outputs).save(folder / "free.keras")
+    (folder / "config.json").write_text(json.dumps({"task": "classification"}))  # what export needs to know
     (folder / "model.onnx").write_bytes(b"")
     (folder / "export_report.json").write_text(json.dumps({"source": str(folder / "free.keras")}))
     return folder

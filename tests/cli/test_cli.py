@@ -1,6 +1,7 @@
 """The `kapps` command: the model table, export, and one clear sentence for every user mistake."""
 
 import json
+import re
 
 from kapps.cli import main
 
@@ -11,7 +12,7 @@ from tests.conftest import run_cli
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_models_table():
@@ -34,12 +35,37 @@ def test_models_json_and_task_filter():
 def test_export_prints_the_verification_table(lenet_run, tmp_path):
     result = invoke("export", str(lenet_run.path), "--format", "all", "--out", str(tmp_path / "e"))
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].startswith("model: lenet5, test accuracy")
+    assert "agree: same top-1 class;" in lines[1]
     table = [line.split() for line in lines if line.startswith(("saved_model", "tflite", "onnx"))]
     assert [row[0] for row in table] == ["saved_model", "tflite", "onnx"]
-    assert all(row[-1] == "yes" for row in table)
+    assert all(row[-1] == "yes" and row[-4] == "100.0%" for row in table)
+    assert lines[-1] == f"report: {tmp_path / 'e'}/export_report.json"
     assert (tmp_path / "e" / "export_report.json").is_file()
+
+
+def test_export_prints_a_line_per_stage_with_its_time_on_stderr(lenet_run, tmp_path):
+    result = invoke("export", str(lenet_run.path), "--format", "all", "--quantize", "dynamic", "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert all(re.fullmatch(r".+ \(\d+\.\d s\)", line) for line in lines), lines
+    expected = [
+        "loaded lenet5 (classification) from ",
+        "read 256 inputs from digits (seed 0)",
+        "ran the Keras model on them and timed 50 batch-1 calls",
+        "wrote the SavedModel",
+        "verified saved_model in TensorFlow: ",
+        "converted model.tflite (TFLite, quantization none)",
+        "verified model.tflite in LiteRT: ",
+        "converted model.onnx (ONNX, opset 17)",
+        "verified model.onnx in onnxruntime: ",
+        "converted model_dynamic.tflite (TFLite, quantization dynamic)",
+        "verified model_dynamic.tflite in LiteRT: ",
+        f"moved 4 artifacts and export_report.json into {tmp_path / 'e'}",
+    ]
+    assert len(lines) == len(expected) and all(line.startswith(s) for line, s in zip(lines, expected, strict=True))
+    assert lines[-2].split(" (")[0].endswith(", passed")
 
 
 @pytest.mark.parametrize(
@@ -87,3 +113,20 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("--debug", "export", str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ModelError" in result.stderr
+
+
+def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path):
+    import keras
+
+    image = keras.Input((16, 16, 3))
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.Model(image, keras.layers.Conv2D(4, 3, padding="same", activation="softmax")(image)).save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"task": "segmentation"}))
+    result = CliRunner().invoke(main, ["export", str(run), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
+        "export nor predicted; the tasks that have one are classification and detection.\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -185,7 +185,7 @@ def sentence(result):
     return lines[0]
 
 
-def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, tmp_path):
+def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, lenet_artifacts, tmp_path):
     (image,), _ = digit_files(tmp_path, count=1)
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
@@ -195,10 +195,17 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, tmp_path):
     unknown.write_bytes(b"weights")
     broken = tmp_path / "model.tflite"
     broken.write_bytes(b"not a flatbuffer")
-    # A regressor: one (B, 1) output is neither a classifier's (B, C > 1) nor a detector's dict.
+    # A regressor: one (B, 1) output is not a classifier's (B, C > 1); its task is known only from a run folder.
     inputs = keras.Input((32, 32, 1))
-    regressor = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    regressor = keras.Model(
+        inputs, keras.layers.Dense(1, name="value")(keras.layers.Flatten()(inputs)), name="regressor"
+    )
     regressor.save(tmp_path / "regressor.keras")
+    for folder, task in (("regressor_run", "classification"), ("segmenter_run", "segmentation")):
+        (tmp_path / folder).mkdir()
+        regressor.save(tmp_path / folder / "model.keras")
+        (tmp_path / folder / "config.json").write_text(json.dumps({"task": task}))
+    (tmp_path / "lone.tflite").write_bytes((lenet_artifacts / "model.tflite").read_bytes())  # no report beside it
     model = lenet_run.path / "model.keras"
     out = tmp_path / "out"
     cases = [
@@ -208,7 +215,10 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, tmp_path):
         ((model, tmp_path / "missing.png"), "does not exist"),
         ((model, text), "is not an image file"),
         ((model, image, fake_png), "is not an image file"),
-        ((tmp_path / "regressor.keras", image), "is not a classifier or a detector"),
+        ((tmp_path / "regressor.keras", image), "its model name 'regressor' is not a registered kapps model"),
+        ((tmp_path / "lone.tflite", image), "there is no export_report.json beside it that names it"),
+        ((tmp_path / "regressor_run", image), "is not a classifier: its outputs are value (1, 1)"),
+        ((tmp_path / "segmenter_run", image), "The task 'segmentation' has no output kind in kapps yet"),
     ]
     for args, message in cases:
         line = sentence(invoke("predict", *args, "--out", out))

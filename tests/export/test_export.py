@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import zipfile
 
 import kapps.export
 from kapps.errors import ExportError, ModelError
-from kapps.export import exporter
+from kapps.kinds import classification
 
+import keras
 import numpy as np
 import pytest
 
@@ -96,7 +98,7 @@ def test_default_output_folder_is_export_run_name(lenet_run, tmp_path, monkeypat
 
 
 def test_a_failed_verification_leaves_nothing(lenet_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(exporter, "FLOAT_MAX_ABS_DIFF", -1.0)  # no artifact can pass
+    monkeypatch.setattr(classification, "FLOAT_MAX_ABS_DIFF", -1.0)  # no artifact can pass
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="disagrees with Keras.*nothing was written"):
         kapps.export.export(lenet_run.path, formats="all", out=out, latency_runs=3)
@@ -107,7 +109,7 @@ def test_a_failed_verification_leaves_nothing(lenet_run, tmp_path, monkeypatch):
 def test_a_failed_export_keeps_what_was_there(lenet_run, tmp_path, monkeypatch):
     kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path / "out", latency_runs=3)
     before = (tmp_path / "out" / "model.onnx").read_bytes()
-    monkeypatch.setattr(exporter, "FLOAT_MAX_ABS_DIFF", -1.0)
+    monkeypatch.setattr(classification, "FLOAT_MAX_ABS_DIFF", -1.0)
     with pytest.raises(ExportError):
         kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path / "out", latency_runs=3)
     assert (tmp_path / "out" / "model.onnx").read_bytes() == before
@@ -204,99 +206,100 @@ def test_output_under_a_file(lenet_run, tmp_path):
         kapps.export.export(lenet_run.path, out=blocker / "sub" / "out")
 
 
-def detections(boxes, scores, classes, k=3):
-    """One image's detector outputs, padded to k rows as the inference models pad them."""
-    n = len(scores)
-    padded_boxes = np.zeros((1, k, 4), "float32")
-    padded_boxes[0, :n] = np.reshape(boxes, (-1, 4))
-    return {
-        "boxes": padded_boxes,
-        "scores": np.array([list(scores) + [0.0] * (k - n)], "float32"),
-        "classes": np.array([list(classes) + [-1] * (k - n)], "int32"),
-        "num_detections": np.array([n], "int32"),
-    }
-
-
-def stack(*images):
-    return {k: np.concatenate([d[k] for d in images]) for k in images[0]}
-
-
-def test_detections_are_compared_row_by_row_not_as_raw_tensors():
-    reference = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
-    close = detections([[0.1005, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9008, 0.8], [0, 2])
-    close["boxes"][0, 2] = 0.7  # a padding row differs: it is not a detection, so it does not count
-    result = exporter.compare_detections(close, reference, exact=True)
-    assert result["detection_agreement"] == 1.0 and result["count_agreement"] == 1.0
-    assert result["max_box_diff"] == pytest.approx(0.0005, abs=1e-7)
-    assert result["max_score_diff"] == pytest.approx(0.0008, abs=1e-7)
-    assert result["max_abs_diff"] == result["max_score_diff"]
-
-
-def test_detections_disagree_on_count_class_box_or_score():
-    reference = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
-    other_class = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 1])
-    moved = detections([[0.1, 0.1, 0.5, 0.5], [0.62, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
-    fewer = detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0])
-    got = stack(reference, other_class, moved, fewer)
-    result = exporter.compare_detections(got, stack(*[reference] * 4), exact=True)
-    assert result["detection_agreement"] == 0.25  # only the first image
-    assert result["count_agreement"] == 0.75
-    assert result["max_box_diff"] == pytest.approx(0.02, abs=1e-6)
-    # Quantised rule: the moved box still overlaps at IoU 0.28 * 0.3 / (0.3 * 0.3) = 0.933 >= 0.5, same class.
-    loose = exporter.compare_detections(got, stack(*[reference] * 4), exact=False)
-    assert loose["detection_agreement"] == 0.5
-
-
-def test_quantised_detections_pair_in_any_order_at_iou_half():
-    reference = detections([[0.0, 0.0, 0.4, 0.4], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
-    swapped = detections([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.4, 0.4]], [0.81, 0.79], [1, 1])
-    # IoU of [0, 0, 0.4, 0.4] and [0, 0, 0.4, 0.2] is 0.5 exactly: still a pair; [0, 0, 0.4, 0.19] is 0.475: not.
-    half = detections([[0.0, 0.0, 0.4, 0.2], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
-    under = detections([[0.0, 0.0, 0.4, 0.19], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.8], [1, 1])
-    result = exporter.compare_detections(stack(swapped, half, under), stack(*[reference] * 3), exact=False)
-    assert result["detection_agreement"] == pytest.approx(2 / 3)
-    assert exporter.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
-
-
-def test_float_detections_pair_in_any_order_and_may_differ_at_the_score_threshold():
-    three = [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.2, 0.6, 0.3, 0.7]]
-    reference = detections(three, [0.5, 0.5, 0.0105], [0, 1, 2])
-    # the two near-equal scores swap places, and the detection just above the threshold (0.01) falls below it
-    swapped = detections([[0.6, 0.6, 0.9, 0.9], [0.1, 0.1, 0.5, 0.5]], [0.5002, 0.4999], [1, 0])
-    # a detection well above the threshold may not go missing, nor may an extra one appear
-    missing = detections([[0.1, 0.1, 0.5, 0.5], [0.2, 0.6, 0.3, 0.7]], [0.5, 0.0105], [0, 2])
-    extra = detections(three, [0.5, 0.5, 0.02], [0, 1, 2])
-    result = exporter.compare_detections(
-        stack(swapped, missing, extra), stack(*[reference] * 3), exact=True, score_threshold=0.01
-    )
-    assert result["detection_agreement"] == pytest.approx(1 / 3)
-    # without a threshold to be near, the dropped detection counts against the first image too
-    assert exporter.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
-
-
-def test_quantised_detections_are_compared_above_the_score_floor():
-    reference = detections([[0.0, 0.0, 0.4, 0.4], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.02], [1, 0])
-    # the low-scoring detection is lost and another appears below the floor (0.25): the image still agrees
-    tail_moved = detections([[0.0, 0.0, 0.4, 0.4], [0.1, 0.6, 0.2, 0.7]], [0.88, 0.2], [1, 2])
-    # a detection above the floor that Keras does not have: disagrees
-    new_above = detections([[0.0, 0.0, 0.4, 0.4], [0.1, 0.6, 0.2, 0.7]], [0.88, 0.3], [1, 2])
-    result = exporter.compare_detections(stack(tail_moved, new_above), stack(reference, reference), exact=False)
-    assert result["detection_agreement"] == 0.5 and exporter.QUANTIZED_SCORE_FLOOR == 0.25
-
-
-def test_no_detections_anywhere_agree():
-    empty = detections([], [], [])
-    result = exporter.compare_detections(empty, empty, exact=True)
-    assert result == {
-        "detection_agreement": 1.0,
-        "count_agreement": 1.0,
-        "max_box_diff": 0.0,
-        "max_score_diff": 0.0,
-        "max_abs_diff": 0.0,
-    }
-
-
 def test_report_names_the_task_and_the_classes(exported):
     _, report = exported
     assert report["task"] == "classification"
     assert report["class_names"] == [str(d) for d in range(10)]
+
+
+def test_the_report_states_each_artifacts_criterion(exported):
+    _, report = exported
+    by_path = {a["path"]: a for a in report["artifacts"]}
+    for path in ("saved_model", "model.tflite", "model.onnx"):
+        assert by_path[path]["criterion"] == (
+            "every score within 0.0001 of Keras's and the same top-1 class on every image"
+        )
+    assert by_path["model_int8.tflite"]["criterion"] == "the top-1 class is Keras's on at least 99% of the images"
+
+
+def test_progress_lines_name_each_stage_with_its_time(lenet_run, tmp_path):
+    lines = []
+    kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path / "o", latency_runs=3, progress=lines.append)
+    stages = [line.rsplit(" (", 1)[0] for line in lines]
+    assert stages == [
+        f"loaded lenet5 (classification) from {lenet_run.path}",
+        "read 256 inputs from digits (seed 0)",
+        "ran the Keras model on them and timed 3 batch-1 calls",
+        "converted model.onnx (ONNX, opset 17)",
+        stages[4],
+        f"moved 1 artifacts and export_report.json into {tmp_path / 'o'}",
+    ]
+    assert stages[4].startswith("verified model.onnx in onnxruntime: max abs diff ") and stages[4].endswith(
+        ", top-1 agreement 100.0%, passed"
+    )
+    assert all(re.fullmatch(r".* \(\d+\.\d s\)", line) for line in lines), lines
+
+
+def save_run(model, folder, task):
+    """`model` saved as the model.keras of a run folder whose config.json names `task`."""
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps({"task": task}))
+    return folder
+
+
+@pytest.mark.parametrize(("formats", "quantize"), [("tflite", "dynamic"), ("all", "none")])
+def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, formats, quantize):
+    # a per-pixel class map (B, H, W, C), as a segmentation model makes: nothing in kapps can compare it yet
+    image = keras.Input((16, 16, 3))
+    masks = keras.layers.Conv2D(4, 3, padding="same", activation="softmax", name="masks")(image)
+    run = save_run(keras.Model(image, masks, name="tiny_segmenter"), tmp_path / "run", "segmentation")
+    out = tmp_path / "out"
+    with pytest.raises(ModelError) as caught:
+        kapps.export.export(run, formats=formats, quantize=quantize, out=out, latency_runs=2)
+    assert str(caught.value) == (
+        "The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
+        "export nor predicted; the tasks that have one are classification and detection."
+    )
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_a_bare_keras_file_of_a_registered_model_takes_the_registrys_task(tmp_path):
+    import kapps.models
+
+    kapps.models.build("lenet5").save(tmp_path / "lenet.keras")  # no run folder, no config.json
+    report = kapps.export.export(tmp_path / "lenet.keras", formats="onnx", out=tmp_path / "out", latency_runs=2)
+    assert report["task"] == "classification" and report["artifacts"][0]["passed"]
+    assert report["artifacts"][0]["top1_agreement"] == 1.0
+
+
+def test_a_bare_keras_file_of_an_unknown_model_is_refused(tmp_path):
+    image = keras.Input((8, 8, 1))
+    keras.Model(image, keras.layers.Dense(3)(keras.layers.Flatten()(image)), name="my_net").save(tmp_path / "m.keras")
+    with pytest.raises(ModelError, match="model name 'my_net' is not a registered kapps model; export the run folder"):
+        kapps.export.export(tmp_path / "m.keras", out=tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+def test_outputs_that_do_not_fit_the_task_are_refused(tmp_path):
+    image = keras.Input((8, 8, 1))
+    regressor = keras.Model(image, keras.layers.Dense(1, name="value")(keras.layers.Flatten()(image)))
+    run = save_run(regressor, tmp_path / "run", "classification")
+    with pytest.raises(ModelError, match=r"is not a classifier: its outputs are value \(64, 1\), not one"):
+        kapps.export.export(run, formats="onnx", out=tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_a_detector_with_an_output_the_kind_does_not_compare_is_refused(tmp_path):
+    from kapps.layers.detection import NonMaxSuppression
+
+    image = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, strides=4)(image))
+    boxes = keras.layers.Reshape((6, 4))(keras.layers.Dense(24, activation="sigmoid")(x))
+    scores = keras.layers.Reshape((6, 2))(keras.layers.Dense(12, activation="sigmoid")(x))
+    detections = NonMaxSuppression(max_detections=4, score_threshold=0.1)(boxes, scores)
+    masks = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="masks")(image)
+    run = save_run(keras.Model(image, {**detections, "masks": masks}), tmp_path / "run", "detection")
+    with pytest.raises(ModelError, match=r"has outputs that the detection kind does not compare \(masks\)"):
+        kapps.export.export(run, formats="tflite", quantize="dynamic", out=tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["run"]

@@ -1,4 +1,4 @@
-"""Pictures of a run as PNGs: training curves, error curves, detections on test images."""
+"""Drawing, below both training and prediction: training and error curves, boxes on images, as PNGs."""
 
 from __future__ import annotations
 
@@ -138,12 +138,56 @@ def draw_box(ax, box, *, colour, label: str | None = None, dashed: bool = False,
         )
 
 
+def picture(pixels: np.ndarray, *, long_side: float = 6.0):
+    """A figure showing one uint8 image `(H, W, 1 | 3)`, `long_side` inches on its longer side, axes hidden.
+
+    Returns:
+        `(figure, image axis)`; draw on the axis in pixel coordinates, then `write_png` the figure.
+    """
+    fig, ax = plt.subplots(figsize=_picture_size(pixels, long_side))
+    _show(ax, pixels)
+    return fig, ax
+
+
+def picture_with_panel(pixels: np.ndarray, *, panel_width: float = 4.0, long_side: float = 6.0):
+    """A figure showing one uint8 image as `picture` does, with a panel `panel_width` inches wide on its right.
+
+    Returns:
+        `(figure, image axis, panel axis)`, for a chart beside the image (a classifier's top-k scores).
+    """
+    width, height = _picture_size(pixels, long_side)
+    fig, (ax, panel) = plt.subplots(1, 2, figsize=(width + panel_width, height), width_ratios=[width, panel_width])
+    _show(ax, pixels)
+    return fig, ax, panel
+
+
+def class_colour(class_id: int):
+    """The colour of a class in pictures of predictions: matplotlib's ten-colour `tab10` cycle."""
+    return plt.get_cmap("tab10")(int(class_id) % 10)
+
+
+def write_png(fig, file) -> None:
+    """Lay out `fig`, write it as a PNG into `file` (a path or a binary file object), then free it."""
+    fig.tight_layout()
+    fig.savefig(file, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _picture_size(pixels: np.ndarray, long_side: float) -> tuple[float, float]:
+    height, width = pixels.shape[:2]
+    return (long_side, long_side * height / width) if width >= height else (long_side * width / height, long_side)
+
+
+def _show(ax, pixels: np.ndarray) -> None:
+    grey = pixels.shape[-1] == 1
+    ax.imshow(pixels[..., 0] if grey else pixels, cmap="gray" if grey else None, vmin=0, vmax=255)
+    ax.set_axis_off()
+
+
 def _save(fig, path: Path, *, title: str) -> Path:
-    """Title, lay out and write `fig` as a PNG at `path` (creating its folder), then free it."""
+    """Title and write `fig` as a PNG at `path` (creating its folder), then free it."""
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_png(fig, path)
     return path
