@@ -19,6 +19,7 @@ from kapps.export.runtimes import Runner
 from kapps.export.source import run_config
 from kapps.files import check_output_folder, write_atomic
 from kapps.kinds import Kind, PredictOptions, kind_for, recorded_task
+from kapps.preprocessing import check_convention, preprocess
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class Predictor:
         input_shape: (height, width, channels) the model takes.
         class_names: one name per class, from the run's config.json or the export's report; None when unknown.
         task: the model's task, from the same place, or the registry entry of a Keras model's name.
+        preprocessing: the input convention the model trained with, from the same place (`"unit"`, [0, 1]
+            images, when none is recorded); every runtime gets its images in it.
     """
 
     path: str
@@ -42,6 +45,7 @@ class Predictor:
     input_shape: tuple[int, int, int]
     class_names: list[str] | None
     task: str
+    preprocessing: str = "unit"
 
     @property
     def kind(self) -> Kind:
@@ -109,7 +113,8 @@ def load_predictor(path) -> Predictor:
         )
     kind_for(task)  # a task without an output kind is refused before any image is read
     class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
-    return Predictor(given, runner, shape, class_names, task)
+    convention = check_convention(facts.get("preprocessing", "unit"))
+    return Predictor(given, runner, shape, class_names, task, convention)
 
 
 def _export_facts(path: Path) -> dict:
@@ -205,7 +210,7 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
     decoded = {image: read_image(image, channels=channels) for image in images}
     results = []
     for image, pixels in decoded.items():
-        outputs = predictor.runner(prepare(pixels, (height, width))[None])
+        outputs = predictor.runner(preprocess(prepare(pixels, (height, width))[None], predictor.preprocessing))
         predictor.kind.check({k: np.shape(v) for k, v in outputs.items()}, what=repr(predictor.path))
         entry = result(
             outputs,

@@ -116,11 +116,8 @@ def main(
     if set(source) & set(target):
         raise OptionError(f"--source-classes and --target-classes overlap in {sorted(set(source) & set(target))}.")
     target_data = subset_classes(data, target, per_class=target_per_class, seed=opts.seed)
-    augment = (
-        kapps.data.digit_augment(seed=opts.seed)
-        if opts.data == "digits"
-        else kapps.data.cifar_augment(pad=max(1, image_size // 8), size=image_size, seed=opts.seed)
-    )
+    augment = kapps.data.default_augment(opts.data, image_size=image_size, seed=opts.seed)
+    preprocessing = info.input_convention(weights)  # keras.applications' for ImageNet weights, else [0, 1]
     config = {"task": "classification", "backbone": backbone_name, "weights": weights}
 
     def train_phase(run: str, subset: kapps.data.Data, *, epochs: int, lr: float, build_model) -> kapps.train.Run:
@@ -129,6 +126,7 @@ def main(
             subset,
             build_model=build_model,
             augment=augment,
+            preprocessing=preprocessing,
             config={**config, "phase": run},
         )
         click.echo(f"{run}: test accuracy {result.metrics['test_accuracy']:.4f}")

@@ -23,6 +23,7 @@ from kapps.export.source import Source, load_source
 from kapps.files import check_output_folder
 from kapps.formats import FORMATS, QUANTIZATIONS
 from kapps.kinds import Kind
+from kapps.preprocessing import preprocess
 
 import numpy as np
 
@@ -132,11 +133,12 @@ def export(
     expected = reference(inputs)
     kind.check({k: v.shape for k, v in expected.items()}, what=f"The model {str(source.path)!r}")
     report = {
-        "source": str(source.path),
+        "source": str(source.path.resolve()),
         "out": str(out),
         "model": source.model.name,
         "task": source.task,
         "class_names": source.class_names,
+        "preprocessing": source.preprocessing,
         "trained_policy": source.trained_policy,
         "inputs": {
             "data": source.data_description,
@@ -211,7 +213,8 @@ def _inputs(source: Source, samples: int) -> np.ndarray:
     shape = source.model.input_shape[1:]
     if None in shape:
         raise ExportError(f"The model's input shape {shape} is not fixed; name a data source with --data.")
-    return np.random.default_rng(0).uniform(0, 1, (min(samples, 64), *shape)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 1, (min(samples, 64), *shape)).astype("float32")
+    return preprocess(images, source.preprocessing)
 
 
 def _verify(artifact: Artifact, path: Path, inputs, expected: dict, latency_runs: int, *, kind: Kind, model) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
 from kapps.errors import DataError, ModelError
 from kapps.kinds import Kind, kind_for, recorded_task
+from kapps.preprocessing import check_convention, preprocess
 
 import keras
 import numpy as np
@@ -30,6 +31,8 @@ class Source:
         trained_policy: the dtype policy the model was saved with; exports compute in float32.
         task: the model's task: the run's config.json's, else the registry's task of the model's name.
         class_names: the run's class names (config.json, also for a `.keras` file inside a run folder), or None.
+        preprocessing: the input convention the model trained with (config.json's `"preprocessing"`, kapps' own
+            `"unit"` when none is recorded); `data` gives images in it.
     """
 
     path: Path
@@ -41,6 +44,7 @@ class Source:
     trained_policy: str = "float32"
     task: str = "classification"
     class_names: list[str] | None = None
+    preprocessing: str = "unit"
 
     @property
     def kind(self) -> Kind:
@@ -105,15 +109,27 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         )
     kind = kind_for(task)
     class_names = facts.get("data", {}).get("class_names")
+    convention = check_convention(facts.get("preprocessing", "unit"))
     source = Source(
-        path, name, model, config, None, "random uniform images in [0, 1] (no data known)", policy, task, class_names
+        path,
+        name,
+        model,
+        config,
+        None,
+        "random uniform images in [0, 1] (no data known)",
+        policy,
+        task,
+        class_names,
+        convention,
     )
     spec = data or config.get("data", {}).get("spec")
     if spec is None:
         return source
     options = config.get("options", {})
     seed = options.get("seed", 0)
-    source.data = _data_reader(spec, model, kind=kind, seed=seed, data_dir=data_dir or options.get("data_dir"))
+    source.data = _data_reader(
+        spec, model, kind=kind, seed=seed, data_dir=data_dir or options.get("data_dir"), preprocessing=convention
+    )
     source.data_description = f"{spec} (seed {seed})"
     return source
 
@@ -153,8 +169,9 @@ def float32_twin(model: keras.Model) -> keras.Model:
     return twin
 
 
-def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_dir: str | None):
-    """`(split, limit) -> images` of the source `spec` loaded as the kind's data, sized for the model."""
+def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_dir: str | None, preprocessing: str):
+    """`(split, limit) -> images` of the source `spec` loaded as the kind's data, sized for the model and in its
+    input convention `preprocessing`."""
     shape = model.input_shape[1:]
     if None in shape[:2]:
         raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
@@ -168,6 +185,6 @@ def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_d
         images = [image for image, _ in splits[split].take(limit).batch(256).as_numpy_iterator()]
         if not images:
             raise DataError(f"The {split} split of {spec!r} is empty.")
-        return np.concatenate(images)
+        return preprocess(np.concatenate(images), preprocessing)
 
     return read

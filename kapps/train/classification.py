@@ -16,6 +16,7 @@ def fit_classifier(
     *,
     build_model: Callable[[], keras.Model],
     augment: Callable | None = None,
+    preprocessing: str = "unit",
     config: dict | None = None,
 ) -> Run:
     """`fit` a softmax classifier on a classification `Data`: Adam along a cosine decay from `opts.lr` to zero over
@@ -26,26 +27,29 @@ def fit_classifier(
         data: `(image, label)` splits and their sizes (`kapps.data.Data`).
         build_model: returns the model, built inside the run's strategy scope.
         augment: a batched `(images, labels) -> (images, labels)` function for the training batches.
+        preprocessing: the model's input convention (`kapps.preprocessing`), applied to every split after
+            augmentation and recorded in `config.json`.
         config: recorded in `config.json`, with the data's description added as `"data"`.
 
     Returns:
         The `Run`; its metrics hold `test_loss` and `test_accuracy`.
     """
-    from kapps.data.pipeline import pipeline
+    from kapps.data.pipeline import splits
 
+    batches = splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=augment, preprocessing=preprocessing)
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=opts.epochs * steps)
     return fit(
         opts,
         build_model=build_model,
-        train=pipeline(data.train, batch_size=opts.batch_size, training=True, augment=augment, seed=opts.seed),
+        train=batches.train,
         train_steps=steps,
-        val=pipeline(data.val, batch_size=256, training=False),
-        test=pipeline(data.test, batch_size=256, training=False),
+        val=batches.val,
+        test=batches.test,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor="val_accuracy",
         mode="max",
-        config={**(config or {}), "data": data.describe()},
+        config={**(config or {}), "data": data.describe(), "preprocessing": preprocessing},
     )
