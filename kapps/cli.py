@@ -5,6 +5,7 @@ A `KappsError` is printed as one line on stderr with exit status 1; `kapps --deb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -46,7 +47,15 @@ def models(task: str | None, as_json: bool) -> None:
     rows = [registry.info(name) for name in registry.list_models(task)]
     if as_json:
         keys = ("name", "task", "input_shape", "num_classes", "param_count", "count_kind", "source")
-        click.echo(json.dumps([{k: getattr(i, k) for k in keys} for i in rows], indent=2))
+        entries = [
+            {
+                **{k: getattr(i, k) for k in keys},
+                "feature_maps": [dataclasses.asdict(f) for f in i.feature_maps],
+                "imagenet_preprocessing": i.imagenet_preprocessing,
+            }
+            for i in rows
+        ]
+        click.echo(json.dumps(entries, indent=2))
         return
     header = ("model", "task", "input", "classes", "parameters", "counted", "source")
     table = [header] + [
@@ -124,7 +133,12 @@ def benchmark(path: str, batch: str, runs: int, threads: int | None, out: str | 
     from kapps.export.benchmark import format_benchmark, parse_batch_sizes
 
     result = run_benchmark(
-        path, batch_sizes=parse_batch_sizes(batch), runs=runs, threads=threads, out=out, progress=click.echo
+        path,
+        batch_sizes=parse_batch_sizes(batch),
+        runs=runs,
+        threads=threads,
+        out=out,
+        progress=lambda line: click.echo(line, err=True),  # as kapps export: stdout keeps the table alone
     )
     click.echo(format_benchmark(result))
     click.echo(f"wrote {result['out']}")

@@ -54,9 +54,9 @@ def test_benchmark_times_every_artifact_beside_keras(exported):
     # TensorFlow already ran in this test process, so it keeps its count; the others take --threads.
     assert written["threads"]["litert"] == written["threads"]["onnxruntime_intra_op"] == 1
     assert [r["threads"] for r in written["runtimes"][3:]] == [1, 1, 1]
-    lines = result.output.splitlines()
+    lines, stages = result.stdout.splitlines(), result.stderr.splitlines()  # progress on stderr, as kapps export's
     for stage in ("loaded tflite int8 (LiteRT) from model_int8.tflite", "batch 1: warm-up", "batch 2: round 2/2"):
-        assert any(line.startswith(stage) for line in lines), stage
+        assert any(line.startswith(stage) for line in stages) and not any(line.startswith(stage) for line in lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("runtime "))
     assert lines[header - 4].startswith("CPU: ") and lines[header - 3].startswith("load average (1 min): ")
     assert lines[header - 2].startswith("threads: TensorFlow intra-op")

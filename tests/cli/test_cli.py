@@ -28,6 +28,9 @@ def test_models_json_and_task_filter():
     rows = json.loads(invoke("models", "--json", "--task", "classification").output)
     lenet = next(r for r in rows if r["name"] == "lenet5")
     assert lenet["param_count"] == 61_706 and lenet["input_shape"] == [32, 32, 1]
+    assert lenet["feature_maps"][1] == {"name": "C2", "layer": "s4", "stride": 4, "channels": 16}
+    resnet50 = next(r for r in rows if r["name"] == "resnet50")
+    assert resnet50["imagenet_preprocessing"] == "caffe" and resnet50["feature_maps"][-1]["channels"] == 2048
     detectors = json.loads(invoke("models", "--json", "--task", "detection").output)
     assert [(r["name"], r["param_count"]) for r in detectors] == [("yolo_v1", 271_703_550)]
 
