@@ -115,7 +115,7 @@ def main(
             "metrics": {"predictions": ["accuracy"]},
             "monitor": "val_predictions_accuracy",
             "export_model": kapps.models.googlenet_main_output,
-            "evaluate_test": lambda model: evaluate(model, test, loss),
+            "evaluate_test": lambda model: kapps.train.evaluate_classifier(model, test),
         }
 
     # 3. Train with SGD, Nesterov momentum and a cosine-decayed learning rate after a short warm-up.
@@ -140,12 +140,6 @@ def main(
         f"(best epoch {run.metrics['best_epoch'] + 1} of {run.metrics['epochs_run']}), run folder {run.path}"
     )
     return run
-
-
-def evaluate(model: keras.Model, test, loss) -> dict:
-    """Test loss and accuracy of a single-output classifier."""
-    model.compile(loss=loss, metrics=["accuracy"])
-    return {f"test_{k}": float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 `make_strategy` and `resolve_precision` are the tf.distribute strategy and dtype policy of DESIGN.md.
 """
 
-from kapps.train.classification import fit_classifier
+from kapps.train.classification import evaluate_classifier, fit_classifier
 from kapps.train.distribute import STRATEGIES, make_strategy
 from kapps.train.engine import Run, fit, seed_everything
 from kapps.train.options import TrainOptions, recipe_command
@@ -23,6 +23,7 @@ __all__ = [
     "unfreeze_top",
     "TrainOptions",
     "fit",
+    "evaluate_classifier",
     "fit_classifier",
     "make_strategy",
     "precision_policy",

@@ -53,3 +53,14 @@ def fit_classifier(
         mode="max",
         config={**(config or {}), "data": data.describe(), "preprocessing": preprocessing},
     )
+
+
+def evaluate_classifier(model: keras.Model, test) -> dict:
+    """Test loss (sparse categorical cross-entropy) and accuracy of a single-output classifier on a batched
+    `(images, labels)` split, keyed as a run's metrics.json keys them (`test_loss`, `test_accuracy`).
+
+    The `evaluate_test` of a run whose kept model is not the one that trained (GoogLeNet without its auxiliary
+    heads, `kapps.models.googlenet_main_output`), where the training loss does not fit the kept model.
+    """
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return {f"test_{k}": float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
