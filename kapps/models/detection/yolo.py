@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.yolo import YoloV1Decode
-from kapps.models._common import classifier_head, load_weights, model_input
+from kapps.models._common import RELU_INIT, classifier_head, load_weights, model_input
 from kapps.registry import FeatureMap, register_model
 
 import keras
@@ -74,7 +74,12 @@ SMALL_MAPS = (
 
 
 def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
-    """The convolution stack: leaky ReLU (slope 0.1) after every convolution, batch norm before it if asked."""
+    """The convolution stack: leaky ReLU (slope 0.1) after every convolution, batch norm before it if asked.
+
+    Without batch norm the convolutions start from He et al.'s initialisation (`RELU_INIT`), which keeps the signal's
+    scale through the rectifiers: with Keras's default Glorot, darknet24 from scratch sat at chance on digits (10.0%
+    after 10 epochs at lr 0.01), as the VGGs did.
+    """
     conv_number = pool_number = 0
     for layer in layers:
         if layer == POOL:
@@ -84,7 +89,13 @@ def darknet_backbone(x, layers, *, batch_norm: bool, name: str = "backbone"):
         conv_number += 1
         prefix = f"{name}_conv{conv_number}"
         x = keras.layers.Conv2D(
-            layer.filters, layer.kernel, strides=layer.stride, padding="same", use_bias=not batch_norm, name=prefix
+            layer.filters,
+            layer.kernel,
+            strides=layer.stride,
+            padding="same",
+            use_bias=not batch_norm,
+            kernel_initializer="glorot_uniform" if batch_norm else RELU_INIT,
+            name=prefix,
         )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
