@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kapps.errors import ModelError
+from kapps.preprocessing import CONVENTIONS
 
 TASKS = ("classification", "detection", "segmentation", "heatmap", "generative", "recurrent")
 COUNT_KINDS = ("all", "trainable")
@@ -105,8 +106,11 @@ def register_model(
     if count_kind not in COUNT_KINDS:
         raise ValueError(f"count_kind must be one of {COUNT_KINDS}. Received: count_kind={count_kind!r}")
 
-    if imagenet_preprocessing not in (None, "caffe", "tf", "torch"):
-        raise ValueError(f"imagenet_preprocessing must be caffe, tf or torch. Received: {imagenet_preprocessing!r}")
+    weight_conventions = tuple(c for c in CONVENTIONS if c != "unit")  # "unit" is kapps' own, never ImageNet's
+    if imagenet_preprocessing is not None and imagenet_preprocessing not in weight_conventions:
+        raise ValueError(
+            f"imagenet_preprocessing must be one of {weight_conventions}. Received: {imagenet_preprocessing!r}"
+        )
     for feature in feature_maps:
         if (
             feature.stride < 1

@@ -99,6 +99,27 @@ def classifier_head(
     return x
 
 
+def pooled_classifier_head(
+    x,
+    *,
+    include_top: bool,
+    num_classes: int,
+    pooling: str | None,
+    classifier_activation: str | None,
+):
+    """`classifier_head` for nets whose class layer reads the globally averaged last map (`avg_pool`, as in
+    keras.applications' ResNet and InceptionV3): with the top, average pooling then the class layer."""
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return classifier_head(
+        x,
+        include_top=include_top,
+        num_classes=num_classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+    )
+
+
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """Every BatchNormalization layer of `model`, nested models' included."""
     found, pending = [], list(model.layers)

@@ -31,8 +31,9 @@ def feature_maps(name: str) -> tuple[FeatureMap, ...]:
     """
     maps = info(name).feature_maps
     if not maps:
-        with_maps = ", ".join(sorted(n for n in list_models() if info(n).feature_maps))
-        raise ModelError(f"The model {name!r} has no backbone feature maps; models with them: {with_maps}.")
+        raise ModelError(
+            f"The model {name!r} has no backbone feature maps; models with them: {', '.join(list_backbones())}."
+        )
     return maps
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input, set_bn_momentum
+from kapps.models._common import ImagenetWeights, load_weights, model_input, pooled_classifier_head, set_bn_momentum
 from kapps.models.resnet_blocks import (
     BLOCKS,
     BN_EPSILON,
@@ -140,18 +140,6 @@ def _body(x, stages: Stages, **block_kwargs):
     return x
 
 
-def _top(x, *, include_top: bool, num_classes: int, pooling, classifier_activation):
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    return classifier_head(
-        x,
-        include_top=include_top,
-        num_classes=num_classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-    )
-
-
 def _imagenet_resnet(
     variant: str,
     *,
@@ -183,7 +171,7 @@ def _imagenet_resnet(
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     x = _body(x, stages, conv_bias=conv_bias, zero_init_residual=zero_init_residual)
-    x = _top(
+    x = pooled_classifier_head(
         x,
         include_top=include_top,
         num_classes=num_classes,
@@ -219,7 +207,7 @@ def _cifar_resnet(
     x = conv_bn(inputs, stages.filters[0], 3, conv_bias=False, name="conv1")
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = _body(x, stages, conv_shortcut=False, residual=residual, conv_bias=False, zero_init_residual=zero_init_residual)
-    x = _top(
+    x = pooled_classifier_head(
         x,
         include_top=include_top,
         num_classes=num_classes,

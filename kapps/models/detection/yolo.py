@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.yolo import YoloV1Decode
-from kapps.models._common import RELU_INIT, classifier_head, load_weights, model_input
+from kapps.models._common import RELU_INIT, load_weights, model_input, pooled_classifier_head
 from kapps.registry import FeatureMap, register_model
 
 import keras
@@ -118,9 +118,7 @@ def _darknet(
     """YOLO v1's backbone `backbone` as a classifier: the convolutions, global average pooling, the class layer."""
     inputs = model_input(input_shape, weights=weights, include_top=include_top, num_classes=num_classes)
     x = darknet_backbone(inputs, BACKBONES[backbone], batch_norm=batch_norm)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = classifier_head(
+    x = pooled_classifier_head(
         x,
         include_top=include_top,
         num_classes=num_classes,

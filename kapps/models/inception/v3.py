@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kapps.models._common import ImagenetWeights, classifier_head, load_weights, model_input
+from kapps.models._common import ImagenetWeights, load_weights, model_input, pooled_classifier_head
 from kapps.models.inception.v1 import conv_unit
 from kapps.registry import FeatureMap, register_model
 
@@ -199,9 +199,7 @@ def inception_v3(
     for block_name, block, block_kwargs in INCEPTION_V3_BLOCKS:
         x = block(x, name=block_name, **block_kwargs)
     # (B, 8, 8, 2048) at 299x299
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = classifier_head(
+    x = pooled_classifier_head(
         x,
         include_top=include_top,
         num_classes=num_classes,
