@@ -118,7 +118,7 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
     lenet_process.train(tmp_path / "doubled", lr=0.1, **settings)
     weights = {name: _final_weights(tmp_path / name) for name in ("mirrored", "default", "doubled")}
     # The replicas' half-batch means, averaged, round differently from one mean over the batch: measured 3e-8 on
-    # weights of size ~0.1 after 4 steps. Twice the learning rate (a summed gradient), or replicas that each take
+    # weights up to 0.25 after 4 steps. Twice the learning rate (a summed gradient), or replicas that each take
     # the global batch (other examples), moved them by 6e-3.
     assert _largest_difference(weights["mirrored"], weights["default"]) <= 1e-6
     assert _largest_difference(weights["doubled"], weights["default"]) >= 1e-3
