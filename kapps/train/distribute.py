@@ -14,7 +14,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
     Args:
         name: `"auto"` (a TPU if one is attached, `mirrored` on more than one GPU, else `default`),
-            `"default"` (one device), `"mirrored"` (all local GPUs, or the CPU), `"multi-worker"`
+            `"default"` (one device), `"mirrored"` (all local GPUs, or else every logical CPU device), `"multi-worker"`
             (MultiWorkerMirroredStrategy, cluster from `TF_CONFIG`) or `"tpu"`.
 
     Returns:
@@ -31,8 +31,9 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or ["/cpu:0"]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        # Without GPUs, every logical CPU device: one, unless the CPU was split before TensorFlow started.
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi-worker":
         return tf.distribute.MultiWorkerMirroredStrategy()

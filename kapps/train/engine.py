@@ -142,6 +142,8 @@ def fit(
     backup = Backup(out / BACKUP_DIR)
     initial_epoch = backup.finished_epochs()
     resuming = initial_epoch > 0
+    if resuming:
+        _drop_history_after(out / HISTORY_FILE, epochs=initial_epoch)
     _write_json(
         out / CONFIG_FILE,
         {
@@ -170,12 +172,11 @@ def fit(
     if monitor is not None:
         keep = [
             CheckMonitor(monitor),
-            keras.callbacks.ModelCheckpoint(
+            KeepBest(
                 checkpoint_file,
                 monitor=monitor,
                 mode=mode,
-                save_best_only=True,
-                initial_value_threshold=_best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None,
+                initial=_best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None,
             ),
         ]
     all_callbacks = [
@@ -270,7 +271,7 @@ def _check_compiled(model: keras.Model, *, self_compiled: bool) -> None:
 class CheckMonitor(keras.callbacks.Callback):
     """Stops training with a `ValueError` at the end of the first epoch if the logs do not hold `monitor`.
 
-    ModelCheckpoint only warns about a missing monitor, and the run would then end without a kept epoch.
+    `KeepBest` skips an epoch whose logs lack the monitor, and the run would then end without a kept epoch.
     """
 
     def __init__(self, monitor: str):
@@ -288,6 +289,30 @@ class CheckMonitor(keras.callbacks.Callback):
                 f"{', '.join(sorted(logs or {}))}."
             )
         self.checked = True
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Saves the model to `path` after each epoch whose `monitor` beats every earlier one (and `initial`).
+
+    `keras.callbacks.ModelCheckpoint(save_best_only=True)` without its one flaw for a run that may be killed: it
+    writes the file in place, so a kill while it writes leaves a broken model that the resumed run would keep.
+    This writes a copy beside it and renames it over the file.
+    """
+
+    def __init__(self, path: Path, *, monitor: str, mode: str, initial: float | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.better = np.less if mode == "min" else np.greater
+        self.best = initial
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if self.best is None or self.better(value, self.best):
+            self.best = float(value)
+            _save_atomically(self.model, self.path)
 
 
 class EvaluateEachEpoch(keras.callbacks.Callback):
@@ -350,6 +375,25 @@ def _read_history(path: Path) -> list[dict]:
     with path.open(newline="") as f:
         # CSVLogger writes "NA" for the val_ columns it adds when an epoch has no validation
         return [{k: float(v) for k, v in row.items() if v not in ("", "NA", None)} for row in csv.DictReader(f)]
+
+
+def _drop_history_after(path: Path, *, epochs: int) -> None:
+    """Keep the first `epochs` rows of history.csv: a process killed after the CSV logger wrote an epoch and before
+    the backup kept it trains that epoch again, which would log it twice."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [row for row in reader if int(float(row["epoch"])) < epochs]
+        fields = reader.fieldnames
+    if not fields:
+        return
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def _best_epoch(history: list[dict], monitor: str | None, mode: str) -> int | None:

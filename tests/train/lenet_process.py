@@ -1,0 +1,101 @@
+"""LeNet-5 on digits through the engine as `recipes/lenet5.py` trains it (digit augmentation, dropout, Adam on a
+cosine decay), with the state it ends with saved to `out/final_state.npz`.
+
+The tests train it in-process, and as `python -m tests.train.lenet_process OUT`: a process they kill with SIGKILL
+and start again, or one that trains on `--logical-cpus 2` under MirroredStrategy, which must be set before
+TensorFlow first lists its devices, so before anything in this process trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import kapps.data
+import kapps.models
+import kapps.train
+
+import keras
+import tensorflow as tf
+
+from tests.train.custom_step_model import FINAL_STATE, SaveFinalState
+
+BATCH = 32
+
+
+def train(
+    out: Path,
+    *,
+    epochs: int,
+    steps: int,
+    lr: float = 2e-3,
+    sgd: bool = False,
+    augment: bool = True,
+    dropout: float = 0.25,
+    strategy: str = "default",
+    mode: str = "min",
+) -> kapps.train.Run:
+    """Train LeNet-5 for `epochs` epochs of `steps` batches of 32 and keep the epoch of lowest validation loss
+    (`mode="max"`: the highest).
+
+    `sgd` trains with plain SGD at `lr` instead of Adam on a cosine decay: SGD's step grows with the gradient, so
+    a gradient summed over replicas instead of averaged shows in the weights (Adam's step does not change).
+    """
+    opts = kapps.train.TrainOptions(
+        epochs=epochs, batch_size=BATCH, lr=lr, out=str(out), steps_per_epoch=steps, seed=0, strategy=strategy
+    )
+    data = kapps.data.load("digits", image_size=(32, 32), seed=opts.seed)
+    splits = kapps.data.splits(
+        data,
+        batch_size=BATCH,
+        seed=opts.seed,
+        augment=kapps.data.digit_augment(seed=opts.seed) if augment else None,
+    )
+    if sgd:
+        optimizer = lambda: keras.optimizers.SGD(lr)  # noqa: E731
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * steps, alpha=0.01)
+        optimizer = lambda: keras.optimizers.Adam(schedule)  # noqa: E731
+    return kapps.train.fit(
+        opts,
+        build_model=lambda: kapps.models.build("lenet5", dropout=dropout),
+        train=splits.train,
+        train_steps=steps,
+        val=splits.val,
+        test=splits.test,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        optimizer=optimizer,
+        monitor="val_loss",
+        mode=mode,
+        callbacks=[SaveFinalState(Path(out) / FINAL_STATE)],
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--sgd", action="store_true")
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--dropout", type=float, default=0.25)
+    parser.add_argument("--strategy", default="default")
+    parser.add_argument("--mode", default="min")
+    parser.add_argument("--logical-cpus", type=int, default=1)
+    args = parser.parse_args()
+    if args.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    train(
+        Path(args.out),
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        sgd=args.sgd,
+        augment=args.augment,
+        dropout=args.dropout,
+        strategy=args.strategy,
+        mode=args.mode,
+    )
