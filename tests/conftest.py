@@ -1,10 +1,13 @@
-"""Shared fixtures: a small trained LeNet-5 run folder made once per session from the embedded digits."""
+"""Shared fixtures: a small trained LeNet-5 run folder made once per session from the embedded digits, and its
+export in every format."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import kapps.data
@@ -46,11 +49,66 @@ def lenet_run(tmp_path_factory) -> kapps.train.Run:
     return train_lenet(tmp_path_factory.mktemp("runs") / "lenet5", epochs=4)
 
 
+@dataclass(frozen=True)
+class Export:
+    """An export folder with its report and what `kapps export` printed while writing it."""
+
+    path: Path
+    report: dict
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def lenet_export(lenet_run, tmp_path_factory) -> Export:
+    """`kapps export RUN --format all --quantize int8` of `lenet_run`, run once in-process: SavedModel, float and
+    int8 TFLite and ONNX, verified. Tests read it; a test that writes into an export folder copies it first."""
+    from kapps.cli import main
+
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("export") / "lenet5"
+    args = ["export", str(lenet_run.path), "--format", "all", "--quantize", "int8", "--out", str(out)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "export_report.json").read_text())
+    return Export(out, report, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def empty_cwd(tmp_path_factory, monkeypatch) -> Path:
+    """A fresh empty working directory, so that a test sees files written to the default output folders too
+    (`export/<run name>`, `predictions/`), which are relative to it."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
+def error_line(result) -> str:
+    """The line a user mistake prints, from a `CliRunner` result: exit status 1 through kapps' own `sys.exit` (an
+    exception that escapes, a traceback in a real process, also gives status 1 in CliRunner), nothing on stdout and
+    one sentence `error: ....` on stderr."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.exception, result.output)
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith("."), result.stderr
+    return lines[0]
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m kapps.cli ARGS` or a recipe script (when the first argument ends in .py) in a subprocess."""
     command = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "kapps.cli", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(command, cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_kapps(*args: str, cwd: Path, script: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the `kapps` console script (`script=True`) or `python -m kapps.cli` with ARGS in `cwd`, in an environment
+    without the variables that quieten or unquieten TensorFlow, so what stderr shows is kapps' own doing."""
+    program = [str(Path(sys.executable).with_name("kapps"))] if script else [sys.executable, "-m", "kapps.cli"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KAPPS_TF_LOGS")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([*program, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_exports_match(model, images, folder: Path, *, atol: float = 1e-4) -> dict:

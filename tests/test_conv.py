@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 
 
 def test_max_pooling_example_of_the_course():
@@ -183,13 +183,21 @@ def test_a_5x5_input_against_the_definition():
 
 
 def test_kernels_demo_recipe_writes_its_pictures(tmp_path):
-    import matplotlib.image
+    """The recipe's click command, run in this process (the recipe tests start real processes)."""
+    import importlib.util
 
+    import matplotlib.image
+    from click.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("kernels_demo_recipe", ROOT / "recipes" / "kernels_demo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
     out = tmp_path / "demo"
-    result = run_cli(str(ROOT / "recipes" / "kernels_demo.py"), "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = CliRunner().invoke(recipe.main, ["--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
     names = ["sobel_camera.png", "sobel_astronaut.png", "padding_stride.png", "max_pooling.png"]
     assert result.stdout.splitlines() == [f"wrote {out / name}" for name in names]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
     for name in names:
         picture = matplotlib.image.imread(out / name)
         assert picture.shape[0] > 300 and picture.shape[1] > 1000, name

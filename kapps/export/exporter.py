@@ -6,6 +6,7 @@ criterion; the report records it beside the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -121,7 +122,6 @@ def export(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
         )
     out = Path(out) if out is not None else Path("export") / source.name
-    check_output_folder(out, error=ExportError)
     stage.done(f"loaded {source.model.name} ({source.task}) from {source.path}")
     inputs = _inputs(source, samples)
     calibration = None
@@ -132,6 +132,10 @@ def export(
     reference = keras_runner(source.model)
     expected = reference(inputs)
     kind.check({k: v.shape for k, v in expected.items()}, what=f"The model {str(source.path)!r}")
+    # The output folder is checked once the model and its inputs have passed every check, since the check makes the
+    # folder's missing parents (export/ in the working directory by default); a failure after it removes them again.
+    made = [folder for folder in out.parents if not folder.exists()]
+    check_output_folder(out, error=ExportError)
     report = {
         "source": str(source.path.resolve()),
         "out": str(out),
@@ -176,9 +180,13 @@ def export(
                 f"criterion: {e['criterion']}); nothing was written."
             )
         _move_into_place(tmp, out, [a.path for a in artifacts], report)
+        made = []
         stage.done(f"moved {len(artifacts)} artifacts and {REPORT_FILE} into {out}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return report
 
 

@@ -4,11 +4,12 @@ import json
 import re
 
 from kapps.cli import main
+from kapps.errors import ModelError
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import run_cli
+from tests.conftest import error_line, run_kapps
 
 
 def invoke(*args):
@@ -35,23 +36,24 @@ def test_models_json_and_task_filter():
     assert [(r["name"], r["param_count"]) for r in detectors] == [("yolo_v1", 271_703_550)]
 
 
-def test_export_prints_the_verification_table(lenet_run, tmp_path):
-    result = invoke("export", str(lenet_run.path), "--format", "all", "--out", str(tmp_path / "e"))
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+def test_export_prints_the_verification_table(lenet_export):
+    lines = lenet_export.stdout.splitlines()
     assert lines[0].startswith("model: lenet5, test accuracy")
     assert "agree: same top-1 class;" in lines[1]
     table = [line.split() for line in lines if line.startswith(("saved_model", "tflite", "onnx"))]
-    assert [row[0] for row in table] == ["saved_model", "tflite", "onnx"]
-    assert all(row[-1] == "yes" and row[-4] == "100.0%" for row in table)
-    assert lines[-1] == f"report: {tmp_path / 'e'}/export_report.json"
-    assert (tmp_path / "e" / "export_report.json").is_file()
+    assert [row[:2] for row in table] == [
+        ["saved_model", "none"],
+        ["tflite", "none"],
+        ["onnx", "none"],
+        ["tflite", "int8"],
+    ]
+    assert all(row[-1] == "yes" and row[-4] == "100.0%" for row in table[:3])
+    assert table[3][-1] == "yes" and float(table[3][-4].rstrip("%")) >= 99.0
+    assert lines[-1] == f"report: {lenet_export.path}/export_report.json"
 
 
-def test_export_prints_a_line_per_stage_with_its_time_on_stderr(lenet_run, tmp_path):
-    result = invoke("export", str(lenet_run.path), "--format", "all", "--quantize", "dynamic", "--out", tmp_path / "e")
-    assert result.exit_code == 0, result.output
-    lines = result.stderr.splitlines()
+def test_export_prints_a_line_per_stage_with_its_time_on_stderr(lenet_export):
+    lines = lenet_export.stderr.splitlines()
     assert all(re.fullmatch(r".+ \(\d+\.\d s\)", line) for line in lines), lines
     expected = [
         "loaded lenet5 (classification) from ",
@@ -63,9 +65,9 @@ def test_export_prints_a_line_per_stage_with_its_time_on_stderr(lenet_run, tmp_p
         "verified model.tflite in LiteRT: ",
         "converted model.onnx (ONNX, opset 17)",
         "verified model.onnx in onnxruntime: ",
-        "converted model_dynamic.tflite (TFLite, quantization dynamic)",
-        "verified model_dynamic.tflite in LiteRT: ",
-        f"moved 4 artifacts and export_report.json into {tmp_path / 'e'}",
+        "converted model_int8.tflite (TFLite, quantization int8)",
+        "verified model_int8.tflite in LiteRT: ",
+        f"moved 4 artifacts and export_report.json into {lenet_export.path}",
     ]
     assert len(lines) == len(expected) and all(line.startswith(s) for line, s in zip(lines, expected, strict=True))
     assert lines[-2].split(" (")[0].endswith(", passed")
@@ -78,12 +80,9 @@ def test_export_prints_a_line_per_stage_with_its_time_on_stderr(lenet_run, tmp_p
         (["models", "--task", "poetry"], "error: Unknown task 'poetry'"),
     ],
 )
-def test_user_mistakes_are_one_line(args, message):
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1
-    assert result.output.strip().startswith(message)
-    assert len(result.output.strip().splitlines()) == 1
-    assert "Traceback" not in result.output
+def test_user_mistakes_are_one_line(empty_cwd, args, message):
+    assert error_line(CliRunner().invoke(main, args)).startswith(message)
+    assert list(empty_cwd.iterdir()) == []
 
 
 def test_unknown_format_and_quantization_are_refused_before_work(lenet_run):
@@ -93,32 +92,43 @@ def test_unknown_format_and_quantization_are_refused_before_work(lenet_run):
         assert "is not one of" in result.output and "Traceback" not in result.output
 
 
-def test_cli_process_errors_are_clean(tmp_path):
-    """The real process: stderr is the one sentence, no TensorFlow chatter, no traceback, exit 1."""
+def test_export_errors_are_one_sentence_and_write_nothing(tmp_path, empty_cwd):
     folder = tmp_path / "not-a-run"
     folder.mkdir()
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     for args, message in (
-        (["export", str(folder)], "is not a run folder: it has no model.keras."),
-        (["export", str(bad)], "is not a Keras model file (.keras)."),
-        (["export", str(tmp_path / "missing")], "does not exist."),
+        (["export", folder], "is not a run folder: it has no model.keras."),
+        (["export", bad], "is not a Keras model file (.keras)."),
+        (["export", tmp_path / "missing"], "does not exist."),
     ):
-        result = run_cli(*args)
-        assert result.returncode == 1, result.stderr
-        assert result.stderr.strip().startswith("error: ") and result.stderr.strip().endswith(message)
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert result.stdout == ""
+        assert error_line(invoke(*args)).endswith(message)
     assert sorted(tmp_path.iterdir()) == sorted([folder, bad])  # nothing written beside the inputs
+    assert list(empty_cwd.iterdir()) == []  # nor in the default export/<name>
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = run_cli("--debug", "export", str(tmp_path / "missing"))
-    assert result.returncode != 0
-    assert "Traceback" in result.stderr and "ModelError" in result.stderr
+def test_the_process_prints_one_sentence_without_tensorflow_chatter(tmp_path):
+    """`python -m kapps.cli` as a real process, whose import of TensorFlow would print absl's and oneDNN's start-up
+    lines on stderr if kapps did not keep them off: stderr is the one sentence, exit status 1, nothing written in
+    the working directory. (tests/cli/test_predict.py does the same for the `kapps` console script.)"""
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = run_kapps("export", str(folder), cwd=cwd)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"error: {str(folder)!r} is not a run folder: it has no model.keras.\n"
+    assert result.stdout == ""
+    assert list(cwd.iterdir()) == [] and list(folder.iterdir()) == []
 
 
-def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path):
+def test_debug_lets_the_exception_through(tmp_path):
+    """With --debug the error is not turned into a sentence: it leaves `main`, and Python prints its traceback."""
+    with pytest.raises(ModelError, match="does not exist"):
+        invoke("--debug", "export", tmp_path / "missing")
+
+
+def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path, empty_cwd):
     import keras
 
     image = keras.Input((16, 16, 3))
@@ -127,9 +137,9 @@ def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path):
     keras.Model(image, keras.layers.Conv2D(4, 3, padding="same", activation="softmax")(image)).save(run / "model.keras")
     (run / "config.json").write_text(json.dumps({"task": "segmentation"}))
     result = CliRunner().invoke(main, ["export", str(run), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1 and result.stdout == ""
-    assert result.stderr == (
+    assert error_line(result) == (
         "error: The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
-        "export nor predicted; the tasks that have one are classification and detection.\n"
+        "export nor predicted; the tasks that have one are classification and detection."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert list(empty_cwd.iterdir()) == []

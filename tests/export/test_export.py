@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import shutil
 import zipfile
 
+import kapps.data
 import kapps.export
 from kapps.errors import ExportError, ModelError
 from kapps.kinds import classification
@@ -15,10 +17,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def exported(lenet_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "lenet5"
-    report = kapps.export.export(lenet_run.path, formats="all", quantize="int8", out=out, latency_runs=10)
-    return out, report
+def exported(lenet_export):
+    return lenet_export.path, lenet_export.report
 
 
 def test_all_formats_are_written_and_verified(exported):
@@ -70,18 +70,17 @@ def test_int8_model_has_integer_kernels(exported):
 
 
 @pytest.mark.parametrize("quantize", ["dynamic", "float16"])
-def test_other_quantizations(lenet_run, tmp_path, quantize):
-    report = kapps.export.export(lenet_run.path, formats="tflite", quantize=quantize, out=tmp_path, latency_runs=3)
-    (entry,) = report["artifacts"]
+def test_other_quantizations_add_to_an_export(lenet_run, lenet_export, tmp_path, quantize):
+    out = tmp_path / "lenet5"
+    shutil.copytree(lenet_export.path, out)
+    report = kapps.export.export(lenet_run.path, formats="tflite", quantize=quantize, out=out, latency_runs=3)
+    entry = report["artifacts"][-1]
     assert entry["path"] == f"model_{quantize}.tflite" and entry["passed"]
     assert entry["top1_agreement"] >= 0.99
-
-
-def test_a_second_export_adds_to_the_report(lenet_run, tmp_path):
-    kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path, latency_runs=3)
-    kapps.export.export(lenet_run.path, formats="tflite", out=tmp_path, latency_runs=3)
-    report = json.loads((tmp_path / "export_report.json").read_text())
-    assert [a["path"] for a in report["artifacts"]] == ["model.onnx", "model.tflite"]
+    # the earlier export's artifacts stay, with their entries
+    assert report["artifacts"][:-1] == lenet_export.report["artifacts"]
+    assert json.loads((out / "export_report.json").read_text()) == report
+    assert sorted(os.listdir(out)) == sorted([*os.listdir(lenet_export.path), entry["path"]])
 
 
 def test_a_keras_file_without_data_is_checked_on_random_images(lenet_run, tmp_path):
@@ -94,55 +93,84 @@ def test_default_output_folder_is_export_run_name(lenet_run, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     report = kapps.export.export(lenet_run.path, formats="onnx", latency_runs=3)
     assert report["out"] == os.path.join("export", "lenet5")
-    assert (tmp_path / "export" / "lenet5" / "model.onnx").is_file()
+    assert sorted(os.listdir(tmp_path / "export" / "lenet5")) == ["export_report.json", "model.onnx"]
+    assert json.loads((tmp_path / "export" / "lenet5" / "export_report.json").read_text()) == report
 
 
-def test_a_failed_verification_leaves_nothing(lenet_run, tmp_path, monkeypatch):
+def test_a_failed_verification_leaves_nothing(lenet_run, empty_cwd, monkeypatch):
     monkeypatch.setattr(classification, "FLOAT_MAX_ABS_DIFF", -1.0)  # no artifact can pass
-    out = tmp_path / "out"
+    # tflite: the temporary folder, made in export/, holds a SavedModel folder as well as the file
     with pytest.raises(ExportError, match="disagrees with Keras.*nothing was written"):
-        kapps.export.export(lenet_run.path, formats="all", out=out, latency_runs=3)
-    assert not out.exists()
-    assert os.listdir(tmp_path) == []  # no temporary folder left either
+        kapps.export.export(lenet_run.path, formats="tflite", latency_runs=3)
+    assert os.listdir(empty_cwd) == []  # no export/lenet5, no temporary folder, no export/ either
 
 
-def test_a_failed_export_keeps_what_was_there(lenet_run, tmp_path, monkeypatch):
-    kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path / "out", latency_runs=3)
-    before = (tmp_path / "out" / "model.onnx").read_bytes()
+def test_a_failed_export_keeps_what_was_there(lenet_run, lenet_export, tmp_path, monkeypatch):
+    out = tmp_path / "lenet5"
+    shutil.copytree(lenet_export.path, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     monkeypatch.setattr(classification, "FLOAT_MAX_ABS_DIFF", -1.0)
     with pytest.raises(ExportError):
-        kapps.export.export(lenet_run.path, formats="onnx", out=tmp_path / "out", latency_runs=3)
-    assert (tmp_path / "out" / "model.onnx").read_bytes() == before
+        kapps.export.export(lenet_run.path, formats="onnx", out=out, latency_runs=3)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert os.listdir(tmp_path) == ["lenet5"]
 
 
-def test_a_mixed_precision_run_exports_in_float32(tmp_path):
+# float16 has 11 significant bits: its unit roundoff is 2**-11 (4.9e-4). Computing every layer in it moves this
+# LeNet-5's probabilities by up to 3.6e-4 from the same weights in float32 (measured on 64 test digits), so an artifact
+# answers as the trained model within float16's machine epsilon; the exporter checks its artifacts against its own
+# float32 twin only, which a twin with a wrong weight would pass.
+FLOAT16_EPS = 2.0**-10
+
+
+def test_a_mixed_precision_run_exports_the_model_it_trained(tmp_path):
     from tests.conftest import train_lenet
 
-    train_lenet(tmp_path / "mixed", epochs=1, steps=2, precision="mixed_float16")
+    train_lenet(tmp_path / "mixed", epochs=1, precision="mixed_float16")
     report = kapps.export.export(tmp_path / "mixed", formats="all", out=tmp_path / "out", latency_runs=3)
     assert report["trained_policy"] == "mixed_float16"
     for entry in report["artifacts"]:
         assert entry["passed"] and entry["max_abs_diff"] <= 1e-4, entry
+    # The model as trained, loaded as saved: its layers compute in float16 but for the class layer (float32 by design).
+    trained = keras.saving.load_model(tmp_path / "mixed" / "model.keras", compile=False)
+    policies = {layer.name: layer.dtype_policy.name for layer in trained.layers if layer.weights}
+    assert policies == {**dict.fromkeys(["c1", "c3", "c5", "f6"], "mixed_float16"), "predictions": "float32"}
+    data = kapps.data.load("digits", image_size=(32, 32), seed=0)
+    images = np.stack([image for image, _ in data.test.take(64).as_numpy_iterator()])
+    expected = np.asarray(trained(images), "float32")
+    for runner, path in (
+        (kapps.export.saved_model_runner, "saved_model"),
+        (kapps.export.tflite_runner, "model.tflite"),
+        (kapps.export.onnx_runner, "model.onnx"),
+    ):
+        got = runner(tmp_path / "out" / path)(images)["predictions"]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT16_EPS, err_msg=path)
 
 
-def test_missing_path(tmp_path):
+# The refusals below write nothing: not beside their inputs, not in the default export/<name> of the working directory.
+
+
+def test_missing_path(tmp_path, empty_cwd):
     with pytest.raises(ModelError, match="does not exist"):
         kapps.export.export(tmp_path / "nothing")
+    assert os.listdir(tmp_path) == [] and os.listdir(empty_cwd) == []
 
 
-def test_folder_that_is_not_a_run(tmp_path):
+def test_folder_that_is_not_a_run(tmp_path, empty_cwd):
     with pytest.raises(ModelError, match="is not a run folder: it has no model.keras"):
         kapps.export.export(tmp_path)
+    assert os.listdir(tmp_path) == [] and os.listdir(empty_cwd) == []
 
 
-def test_non_keras_file(tmp_path):
+def test_non_keras_file(tmp_path, empty_cwd):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(ModelError, match=r"is not a Keras model file \(.keras\)"):
         kapps.export.export(path)
+    assert os.listdir(tmp_path) == ["notes.txt"] and os.listdir(empty_cwd) == []
 
 
-def test_corrupt_keras_file(lenet_run, tmp_path):
+def test_corrupt_keras_file(lenet_run, tmp_path, empty_cwd):
     path = tmp_path / "broken.keras"
     with zipfile.ZipFile(lenet_run.path / "model.keras") as source, zipfile.ZipFile(path, "w") as target:
         for item in source.infolist():
@@ -151,15 +179,16 @@ def test_corrupt_keras_file(lenet_run, tmp_path):
             else:
                 target.writestr(item, b"not hdf5")
     with pytest.raises(ModelError, match="could not be loaded as a Keras model"):
-        kapps.export.export(path, out=tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        kapps.export.export(path)
+    assert os.listdir(tmp_path) == ["broken.keras"] and os.listdir(empty_cwd) == []
 
 
-def test_truncated_keras_file(lenet_run, tmp_path):
+def test_truncated_keras_file(lenet_run, tmp_path, empty_cwd):
     path = tmp_path / "cut.keras"
     path.write_bytes((lenet_run.path / "model.keras").read_bytes()[:1000])
     with pytest.raises(ModelError, match=r"not a Keras model file|could not be loaded"):
         kapps.export.export(path)
+    assert os.listdir(tmp_path) == ["cut.keras"] and os.listdir(empty_cwd) == []
 
 
 @pytest.mark.parametrize(
@@ -170,20 +199,22 @@ def test_truncated_keras_file(lenet_run, tmp_path):
         ("onnx", "int8", "applies to TFLite"),
     ],
 )
-def test_bad_format_or_quantization(lenet_run, formats, quantize, message):
+def test_bad_format_or_quantization(lenet_run, empty_cwd, formats, quantize, message):
     with pytest.raises(ExportError, match=message):
         kapps.export.export(lenet_run.path, formats=formats, quantize=quantize)
+    assert os.listdir(empty_cwd) == []
 
 
-def test_opset_out_of_range(lenet_run):
+def test_opset_out_of_range(lenet_run, empty_cwd):
     with pytest.raises(ExportError, match="--opset must be between 9 and 18"):
         kapps.export.export(lenet_run.path, formats="onnx", opset=30)
+    assert os.listdir(empty_cwd) == []
 
 
-def test_int8_needs_calibration_data(lenet_run, tmp_path):
+def test_int8_needs_calibration_data(lenet_run, empty_cwd):
     with pytest.raises(ExportError, match="int8 quantization needs calibration data"):
-        kapps.export.export(lenet_run.path / "model.keras", formats="tflite", quantize="int8", out=tmp_path / "o")
-    assert not (tmp_path / "o").exists()
+        kapps.export.export(lenet_run.path / "model.keras", formats="tflite", quantize="int8")
+    assert os.listdir(empty_cwd) == []
 
 
 def test_int8_calibrates_a_keras_file_on_a_named_source(lenet_run, tmp_path):
@@ -193,17 +224,19 @@ def test_int8_calibrates_a_keras_file_on_a_named_source(lenet_run, tmp_path):
     assert report["artifacts"][0]["top1_agreement"] >= 0.99
 
 
-def test_unwritable_output_folder(lenet_run):
+def test_unwritable_output_folder(lenet_run, empty_cwd):
     # /proc takes no new files, not even from root (CI runs as root, so permission bits would not stop it).
     with pytest.raises(ExportError, match="cannot be written"):
         kapps.export.export(lenet_run.path, out="/proc/kapps-export-test")
+    assert os.listdir(empty_cwd) == []
 
 
-def test_output_under_a_file(lenet_run, tmp_path):
+def test_output_under_a_file(lenet_run, tmp_path, empty_cwd):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ExportError, match="cannot be written"):
         kapps.export.export(lenet_run.path, out=blocker / "sub" / "out")
+    assert os.listdir(tmp_path) == ["file"] and blocker.read_text() == "" and os.listdir(empty_cwd) == []
 
 
 def test_report_names_the_task_and_the_classes(exported):
@@ -249,19 +282,18 @@ def save_run(model, folder, task):
 
 
 @pytest.mark.parametrize(("formats", "quantize"), [("tflite", "dynamic"), ("all", "none")])
-def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, formats, quantize):
+def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, empty_cwd, formats, quantize):
     # a per-pixel class map (B, H, W, C), as a segmentation model makes: nothing in kapps can compare it yet
     image = keras.Input((16, 16, 3))
     masks = keras.layers.Conv2D(4, 3, padding="same", activation="softmax", name="masks")(image)
     run = save_run(keras.Model(image, masks, name="tiny_segmenter"), tmp_path / "run", "segmentation")
-    out = tmp_path / "out"
     with pytest.raises(ModelError) as caught:
-        kapps.export.export(run, formats=formats, quantize=quantize, out=out, latency_runs=2)
+        kapps.export.export(run, formats=formats, quantize=quantize, latency_runs=2)
     assert str(caught.value) == (
         "The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
         "export nor predicted; the tasks that have one are classification and detection."
     )
-    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 
 
 def test_a_bare_keras_file_of_a_registered_model_takes_the_registrys_task(tmp_path):
@@ -273,24 +305,24 @@ def test_a_bare_keras_file_of_a_registered_model_takes_the_registrys_task(tmp_pa
     assert report["artifacts"][0]["top1_agreement"] == 1.0
 
 
-def test_a_bare_keras_file_of_an_unknown_model_is_refused(tmp_path):
+def test_a_bare_keras_file_of_an_unknown_model_is_refused(tmp_path, empty_cwd):
     image = keras.Input((8, 8, 1))
     keras.Model(image, keras.layers.Dense(3)(keras.layers.Flatten()(image)), name="my_net").save(tmp_path / "m.keras")
     with pytest.raises(ModelError, match="model name 'my_net' is not a registered kapps model; export the run folder"):
-        kapps.export.export(tmp_path / "m.keras", out=tmp_path / "out")
-    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+        kapps.export.export(tmp_path / "m.keras")
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"] and os.listdir(empty_cwd) == []
 
 
-def test_outputs_that_do_not_fit_the_task_are_refused(tmp_path):
+def test_outputs_that_do_not_fit_the_task_are_refused(tmp_path, empty_cwd):
     image = keras.Input((8, 8, 1))
     regressor = keras.Model(image, keras.layers.Dense(1, name="value")(keras.layers.Flatten()(image)))
     run = save_run(regressor, tmp_path / "run", "classification")
     with pytest.raises(ModelError, match=r"is not a classifier: its outputs are value \(64, 1\), not one"):
-        kapps.export.export(run, formats="onnx", out=tmp_path / "out")
-    assert sorted(os.listdir(tmp_path)) == ["run"]
+        kapps.export.export(run, formats="onnx")
+    assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 
 
-def test_a_detector_with_an_output_the_kind_does_not_compare_is_refused(tmp_path):
+def test_a_detector_with_an_output_the_kind_does_not_compare_is_refused(tmp_path, empty_cwd):
     from kapps.layers.detection import NonMaxSuppression
 
     image = keras.Input((32, 32, 3), name="image")
@@ -301,5 +333,5 @@ def test_a_detector_with_an_output_the_kind_does_not_compare_is_refused(tmp_path
     masks = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="masks")(image)
     run = save_run(keras.Model(image, {**detections, "masks": masks}), tmp_path / "run", "detection")
     with pytest.raises(ModelError, match=r"has outputs that the detection kind does not compare \(masks\)"):
-        kapps.export.export(run, formats="tflite", quantize="dynamic", out=tmp_path / "out")
-    assert sorted(os.listdir(tmp_path)) == ["run"]
+        kapps.export.export(run, formats="tflite", quantize="dynamic")
+    assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
