@@ -12,15 +12,18 @@ from kapps.errors import KappsError, OutputError
 def check_output_folder(out: Path, *, error: type[KappsError] = OutputError) -> None:
     """Fail in one sentence, before any work, when the folder `out` could not be made or written.
 
-    The folder's parents are made; `out` itself is left for the caller to make (an exporter renames a finished
-    temporary folder into place), and the test write goes to `out` when it exists, else to its parent.
+    Nothing is made: the test write goes to `out` when it exists, else to its nearest existing parent, so a command
+    refused later leaves no empty folders behind. The caller makes `out` (and its parents) when it writes.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise error(f"The output {str(out)!r} is a file, not a folder.")
-    folder = out if out.exists() else out.parent
+    folder = out
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise error(f"The output folder {str(out)!r} cannot be written ({str(folder)!r} is a file).")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:

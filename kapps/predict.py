@@ -224,7 +224,7 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
         results.append((entry, pixels))
     out = Path(out)
     check_output_folder(out)
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for entry, pixels in results:
         stem = Path(entry["image"]).stem
         write_atomic(out / f"{stem}.json", lambda f, e=entry: f.write((json.dumps(e, indent=2) + "\n").encode()))

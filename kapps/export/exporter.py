@@ -122,6 +122,7 @@ def export(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
         )
     out = Path(out) if out is not None else Path("export") / source.name
+    check_output_folder(out, error=ExportError)
     stage.done(f"loaded {source.model.name} ({source.task}) from {source.path}")
     inputs = _inputs(source, samples)
     calibration = None
@@ -132,10 +133,6 @@ def export(
     reference = keras_runner(source.model)
     expected = reference(inputs)
     kind.check({k: v.shape for k, v in expected.items()}, what=f"The model {str(source.path)!r}")
-    # The output folder is checked once the model and its inputs have passed every check, since the check makes the
-    # folder's missing parents (export/ in the working directory by default); a failure after it removes them again.
-    made = [folder for folder in out.parents if not folder.exists()]
-    check_output_folder(out, error=ExportError)
     report = {
         "source": str(source.path.resolve()),
         "out": str(out),
@@ -154,6 +151,10 @@ def export(
         "artifacts": [],
     }
     stage.done(f"ran the Keras model on them and timed {latency_runs} batch-1 calls")
+    # The artifacts are written beside `out` (export/ in the working directory by default), so its missing parents
+    # are made now and removed again if the export fails.
+    made = [folder for folder in out.parents if not folder.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         saved_model = tmp / "saved_model"
