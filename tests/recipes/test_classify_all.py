@@ -3,6 +3,7 @@
 import json
 
 from tests.conftest import ROOT, run_cli
+from tests.recipes.conftest import assert_refused, invoke_recipe
 
 RECIPE = str(ROOT / "recipes" / "classify_all.py")
 
@@ -21,10 +22,9 @@ def test_one_model_sweep_and_resume(tmp_path):
     assert again.returncode == 0 and "lenet5: test accuracy" not in again.stdout  # already measured: skipped
 
 
-def test_unknown_model_is_one_sentence(tmp_path):
-    result = run_cli(RECIPE, "--models", "vgg99", "--out", str(tmp_path / "sweep"))
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: There is no model named 'vgg99'")
+def test_unknown_model_is_one_sentence(empty_cwd):
+    result = invoke_recipe("classify_all", "--models", "lenet5,vgg99", "--out", "sweep")
+    assert_refused(result, "error: There is no model named 'vgg99'", cwd=empty_cwd)
 
 
 def test_learning_rate_follows_normalisation_and_size_follows_the_architecture():

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.conftest import ROOT, run_cli
+from tests.recipes.conftest import assert_refused, invoke_recipe
 
 RECIPE = str(ROOT / "recipes" / "lenet5.py")
 
@@ -42,13 +43,8 @@ def test_tiny_budget_runs_the_whole_path(tmp_path):
         (["--precision", "float8"], "error: Unknown precision 'float8'"),
     ],
 )
-def test_bad_options_are_one_sentence(tmp_path, args, message):
-    out = tmp_path / "run"
-    result = run_cli(RECIPE, *args, "--out", str(out))
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(message), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not out.exists()
+def test_bad_options_are_one_sentence(empty_cwd, args, message):
+    assert_refused(invoke_recipe("lenet5", *args, "--out", "run"), message, cwd=empty_cwd)
 
 
 @pytest.mark.slow
