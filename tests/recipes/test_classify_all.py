@@ -9,17 +9,24 @@ RECIPE = str(ROOT / "recipes" / "classify_all.py")
 
 
 def test_one_model_sweep_and_resume(tmp_path):
+    """One model through the sweep, in a real process (stderr stays empty: no TensorFlow chatter, no failed model),
+    its row in the table, a test accuracy that LeNet-5 reaches in one epoch (measured: 40.6% with seed 0; chance,
+    what shuffled labels or an untrained model score, is 10%), and a second sweep, in this process, that skips
+    what is measured."""
     out = tmp_path / "sweep"
     result = run_cli(RECIPE, "--models", "lenet5", "--epochs", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"lenet5"}
-    assert results["lenet5"]["image_size"] == 32 and 0.0 <= results["lenet5"]["test_accuracy"] <= 1.0
+    assert results["lenet5"]["image_size"] == 32 and results["lenet5"]["test_accuracy"] >= 0.25
     table = (out / "results.md").read_text().splitlines()
     assert results["lenet5"]["lr"] == 0.01  # no batch norm: --lr-unnormalised
     assert table[2].startswith("| `lenet5` | 32x32 | 0.01 | ")
-    again = run_cli(RECIPE, "--models", "lenet5", "--epochs", "1", "--out", str(out))
-    assert again.returncode == 0 and "lenet5: test accuracy" not in again.stdout  # already measured: skipped
+    again = invoke_recipe("classify_all", "--models", "lenet5", "--epochs", "1", "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert "lenet5: test accuracy" not in again.stdout  # already measured: skipped
+    assert json.loads((out / "results.json").read_text()) == results
 
 
 def test_unknown_model_is_one_sentence(empty_cwd):
