@@ -46,3 +46,11 @@ def assert_refused(result: Result, message: str, *, cwd: Path, exit_code: int = 
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert list(cwd.iterdir()) == [], sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+
+
+def assert_no_chatter(stderr: str) -> None:
+    """A real process that trained several models said nothing on stderr but TensorFlow's Python warning that its
+    functions were traced again (each phase builds a new model; kapps leaves TensorFlow's Python logger at
+    WARNING): no C++ start-up chatter, no traceback, nothing else."""
+    lines = stderr.splitlines()
+    assert all(line.startswith("WARNING:tensorflow:") and "retracing" in line for line in lines), stderr
