@@ -1,31 +1,72 @@
 """The `kapps` command: `kapps models`, `kapps export`, `kapps predict`, `kapps benchmark`.
 
-A `KappsError` is printed as one line on stderr with exit status 1; `kapps --debug ...` shows the traceback.
+Every mistake is one line on stderr: a malformed command line exits with status 2, a `KappsError` with status 1
+(`kapps --debug ...` shows its traceback); see `OneLineErrors`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 from kapps.errors import KappsError
 from kapps.formats import FORMATS, QUANTIZATIONS
 
 import click
 
+# click >= 8.2 raises this usage error for a bare `kapps`, and shows the help with it: it stays as click prints it.
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
-class _Group(click.Group):
-    """A click group that turns `KappsError` into one sentence and a non-zero exit, unless `--debug`."""
+
+class ErrorLine(click.ClickException):
+    """A mistake shown as `error: <message>`, alone on stderr, with its own exit status."""
+
+    def __init__(self, message: str, *, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+class OneLineErrors:
+    """Click behaviour shared by `kapps` and every recipe: each mistake is one line on stderr, never a traceback.
+
+    A malformed command line that click finds (an unknown option or command, a bad choice or number, a missing
+    argument) prints `error: <click's message>` and exits with status 2, click's and POSIX's status for a usage
+    error; a `KappsError`, a mistake kapps finds, prints `error: <its sentence>` and exits with status 1, or
+    raises with its traceback when the command's own `--debug` flag is set. `--help` and `--version` are untouched.
+    Mix it in before the click class: `class Command(OneLineErrors, click.Command)`.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _NO_ARGS_HELP:
+            raise
+        except click.UsageError as err:
+            raise ErrorLine(err.format_message(), exit_code=err.exit_code) from None
 
     def invoke(self, ctx):
+        # A group parses its subcommand's arguments in here, so their usage errors are caught here too.
         try:
             return super().invoke(ctx)
+        except _NO_ARGS_HELP:
+            raise
+        except click.UsageError as err:
+            raise ErrorLine(err.format_message(), exit_code=err.exit_code) from None
         except KappsError as err:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"error: {err}", err=True)
-            sys.exit(1)
+            raise ErrorLine(str(err), exit_code=1) from None
+
+
+class Command(OneLineErrors, click.Command):
+    """A click command whose mistakes are one line each (see `OneLineErrors`): what every recipe is."""
+
+
+class _Group(OneLineErrors, click.Group):
+    """The `kapps` group; its subcommands' mistakes are one line each too, since it invokes them."""
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

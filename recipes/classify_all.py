@@ -27,7 +27,8 @@ from pathlib import Path
 
 import kapps.files
 import kapps.models
-from kapps.errors import KappsError, OptionError
+from kapps.cli import Command
+from kapps.errors import OptionError
 
 import click
 import keras
@@ -55,7 +56,9 @@ def read_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-@click.command(help="Train every registered classifier with recipes/classify.py and tabulate test accuracy.")
+@click.command(
+    cls=Command, help="Train every registered classifier with recipes/classify.py and tabulate test accuracy."
+)
 @click.option("--models", "names", default=None, help="Comma-separated models [default: every classifier].")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--data", default="digits", show_default=True)
@@ -73,42 +76,38 @@ def read_results(path: Path) -> dict:
 def main(
     names: str | None, epochs: int, data: str, image_size: int, lr: float, lr_unnormalised: float, seed: int, out: str
 ) -> None:
-    try:
-        chosen = names.split(",") if names else kapps.models.list_models(task="classification")
-        for name in chosen:
-            kapps.models.info(name)
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results_file = out_dir / "results.json"
-        for name in chosen:
-            if name in read_results(results_file):  # read afresh: another sweep may share the folder
-                continue
-            size, normalised = probe(name, image_size)
-            rate = lr if normalised else lr_unnormalised
-            args = ["--model", name, "--data", data, "--epochs", str(epochs), "--image-size", str(size)]
-            args += ["--lr", str(rate), "--seed", str(seed), "--out", str(out_dir / name)]
-            start = time.perf_counter()
-            done = subprocess.run([sys.executable, str(RECIPE), *args], env=os.environ, capture_output=True, text=True)
-            seconds = time.perf_counter() - start
-            if done.returncode != 0:
-                click.echo(f"{name}: failed: {done.stderr.strip().splitlines()[-1:]}", err=True)
-                continue
-            metrics = json.loads((out_dir / name / "metrics.json").read_text())
-            results = read_results(results_file)
-            results[name] = {
-                "test_accuracy": metrics["test_accuracy"],
-                "image_size": size,
-                "lr": rate,
-                "epochs": epochs,
-                "data": data,
-                "seconds": round(seconds),
-            }
-            text = json.dumps(results, indent=2) + "\n"
-            kapps.files.write_atomic(results_file, lambda file, text=text: file.write(text.encode()))
-            click.echo(f"{name}: test accuracy {metrics['test_accuracy']:.4f} at {size}x{size} in {seconds:.0f} s")
-    except KappsError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+    chosen = names.split(",") if names else kapps.models.list_models(task="classification")
+    for name in chosen:
+        kapps.models.info(name)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_file = out_dir / "results.json"
+    for name in chosen:
+        if name in read_results(results_file):  # read afresh: another sweep may share the folder
+            continue
+        size, normalised = probe(name, image_size)
+        rate = lr if normalised else lr_unnormalised
+        args = ["--model", name, "--data", data, "--epochs", str(epochs), "--image-size", str(size)]
+        args += ["--lr", str(rate), "--seed", str(seed), "--out", str(out_dir / name)]
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(RECIPE), *args], env=os.environ, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            click.echo(f"{name}: failed: {done.stderr.strip().splitlines()[-1:]}", err=True)
+            continue
+        metrics = json.loads((out_dir / name / "metrics.json").read_text())
+        results = read_results(results_file)
+        results[name] = {
+            "test_accuracy": metrics["test_accuracy"],
+            "image_size": size,
+            "lr": rate,
+            "epochs": epochs,
+            "data": data,
+            "seconds": round(seconds),
+        }
+        text = json.dumps(results, indent=2) + "\n"
+        kapps.files.write_atomic(results_file, lambda file, text=text: file.write(text.encode()))
+        click.echo(f"{name}: test accuracy {metrics['test_accuracy']:.4f} at {size}x{size} in {seconds:.0f} s")
     lines = ["| model | input | lr | test accuracy | wall time |", "|---|---|---|---|---|"]
     for name, r in read_results(results_file).items():
         size = f"{r['image_size']}x{r['image_size']}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kapps.cli import Command
 from kapps.conv import apply_kernel, conv_output_size, max_pool
 from kapps.layers.sobel import SobelEdges
 
@@ -103,7 +104,7 @@ def pooling_figure(image: np.ndarray, path: Path) -> Path:
     return _save(fig, path)
 
 
-@click.command(name="kernels_demo", context_settings={"show_default": True})
+@click.command(name="kernels_demo", cls=Command, context_settings={"show_default": True})
 @click.option("--out", type=click.Path(file_okay=False), default="saved_models/kernels_demo", help="Output folder.")
 def main(out: str) -> list[Path]:
     """Draw Sobel edges, padding/stride output sizes and max pooling on scikit-image's photographs."""

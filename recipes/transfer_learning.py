@@ -89,6 +89,12 @@ def main(
         raise OptionError(f"{backbone_name!r} is a {info.task} model; --backbone takes a classifier.")
     if weights not in (None, "imagenet"):
         raise OptionError(f"--weights must be 'imagenet' or left out, not {weights!r}.")
+    if weights == "imagenet" and info.imagenet_preprocessing is None:  # known now, before any run folder is made
+        offered = [name for name in kapps.models.list_backbones() if kapps.models.info(name).imagenet_preprocessing]
+        raise OptionError(
+            f"--backbone {backbone_name} has no ImageNet weights; with --weights imagenet choose one of "
+            f"{', '.join(offered)}."
+        )
     for option, value in (("--pretrain-epochs", pretrain_epochs), ("--finetune-epochs", finetune_epochs)):
         if value < 1:
             raise OptionError(f"{option} must be a positive whole number, not {value}.")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from dataclasses import dataclass
 
-from kapps.errors import KappsError, OptionError
+from kapps.cli import Command
+from kapps.errors import OptionError
 from kapps.train.distribute import STRATEGIES
 from kapps.train.precision import PRECISIONS
 
@@ -66,7 +66,8 @@ def recipe_command(*, name: str, help: str, **defaults):
         help: the command's help text.
         **defaults: recipe defaults for TrainOptions fields (`epochs=60, lr=3e-3, ...`).
 
-    The command prints a `KappsError` as one line and exits with status 1; `--debug` shows the traceback.
+    The command is a `kapps.cli.Command`: a `KappsError` is one line on stderr and exit status 1 (`--debug` shows
+    the traceback), a malformed command line one line and status 2.
     Recipe-specific click options can be stacked under this decorator; they arrive as keyword arguments.
     """
     fields = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
@@ -76,7 +77,7 @@ def recipe_command(*, name: str, help: str, **defaults):
     base = {**fields, "out": f"saved_models/{name}", **defaults}
 
     def decorate(main):
-        @click.command(name=name, help=help, context_settings={"show_default": True})
+        @click.command(name=name, cls=Command, help=help, context_settings={"show_default": True})
         @click.option("--epochs", type=int, default=base["epochs"], help="Training epochs.")
         @click.option("--batch-size", type=int, default=base["batch_size"], help="Global batch size.")
         @click.option("--lr", type=float, default=base["lr"], help="Peak learning rate.")
@@ -93,16 +94,9 @@ def recipe_command(*, name: str, help: str, **defaults):
         )
         @click.option("--debug", is_flag=True, help="Show tracebacks.")
         @functools.wraps(main)
-        def command(debug, **kwargs):
+        def command(debug, **kwargs):  # debug is read by Command when an error arrives
             extra = {k: v for k, v in kwargs.items() if k not in fields}
-            try:
-                opts = TrainOptions(**{k: v for k, v in kwargs.items() if k in fields})
-                return main(opts, **extra)
-            except KappsError as err:
-                if debug:
-                    raise
-                click.echo(f"error: {err}", err=True)
-                sys.exit(1)
+            return main(TrainOptions(**{k: v for k, v in kwargs.items() if k in fields}), **extra)
 
         return command
 

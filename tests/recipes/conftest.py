@@ -1,0 +1,56 @@
+"""Helpers of the recipe tests: a recipe's click command run in this process, and the checks of a refusal."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.conftest import ROOT
+
+
+@functools.cache
+def load_recipe(name: str) -> ModuleType:
+    """`recipes/NAME.py` as a module (recipes/ is a folder of scripts, not a package), imported once."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def invoke_recipe(name: str, *args: str) -> Result:
+    """`python recipes/NAME.py ARGS` in this process: no TensorFlow import to pay for, stdout and stderr apart."""
+    return CliRunner().invoke(load_recipe(name).main, [str(a) for a in args])
+
+
+@pytest.fixture
+def empty_cwd(tmp_path, monkeypatch) -> Path:
+    """An empty working directory, so that a refused recipe can be seen to write nothing: neither its --out
+    (given relative to it) nor a default folder such as saved_models/."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def assert_refused(result: Result, message: str, *, cwd: Path, exit_code: int = 1) -> None:
+    """The recipe refused as a user should see it: status `exit_code` through its own exit (no exception got out,
+    which a real process would print as a traceback), nothing on stdout, exactly one line on stderr that begins
+    with `message`, and nothing written in `cwd`."""
+    assert result.exit_code == exit_code, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert list(cwd.iterdir()) == [], sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+
+
+def assert_no_chatter(stderr: str) -> None:
+    """A real process that trained several models said nothing on stderr but TensorFlow's Python warning that its
+    functions were traced again (each phase builds a new model; kapps leaves TensorFlow's Python logger at
+    WARNING): no C++ start-up chatter, no traceback, nothing else."""
+    lines = stderr.splitlines()
+    assert all(line.startswith("WARNING:tensorflow:") and "retracing" in line for line in lines), stderr
