@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 from click.testing import CliRunner, Result
 
 from tests.conftest import ROOT
@@ -25,14 +24,6 @@ def load_recipe(name: str) -> ModuleType:
 def invoke_recipe(name: str, *args: str) -> Result:
     """`python recipes/NAME.py ARGS` in this process: no TensorFlow import to pay for, stdout and stderr apart."""
     return CliRunner().invoke(load_recipe(name).main, [str(a) for a in args])
-
-
-@pytest.fixture
-def empty_cwd(tmp_path, monkeypatch) -> Path:
-    """An empty working directory, so that a refused recipe can be seen to write nothing: neither its --out
-    (given relative to it) nor a default folder such as saved_models/."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def assert_refused(result: Result, message: str, *, cwd: Path, exit_code: int = 1) -> None:
