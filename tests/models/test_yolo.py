@@ -156,23 +156,72 @@ def test_detector_finds_the_planted_boxes_once():
     assert (np.asarray(out["classes"])[0, 5:] == -1).all()
 
 
+def image_dependent_detector(*, input_size=64, num_classes=3, seed=2):
+    """A small YOLO v1 detector with batch norm whose detections follow the image, and whose batch-norm statistics
+    are far from the defaults (mean 0, variance 1), so that a converter dropping or mis-folding them shows.
+
+    Each batch norm's moving mean and variance are those of its input on 32 random images (as training would leave
+    them: 0.2 to 0.9 and 0.03 to 0.7 here), its gamma and beta random; without such statistics the random
+    network's features hardly change from one image to another. The output layer is rescaled so that each grid
+    number varies over images around a chosen mean (box centres 0.5, roots of sizes 0.4, confidences -0.25, class
+    probabilities 0.4): a few detections an image, where the image decides how many, where and of which class."""
+    keras.utils.set_random_seed(seed)  # the convolutions' initial weights
+    rng = np.random.default_rng(seed)
+    model = yolo.yolo_v1(
+        input_shape=(input_size, input_size, 3), num_classes=num_classes, backbone="small", batch_norm=True, dropout=0
+    )
+    images = rng.uniform(0, 1, (32, input_size, input_size, 3)).astype("float32")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            inputs = np.asarray(keras.Model(model.input, layer.input)(images))
+            n = inputs.shape[-1]
+            gamma, beta = rng.uniform(0.5, 1.5, n), rng.normal(0.0, 0.3, n)
+            layer.set_weights([gamma, beta, inputs.mean((0, 1, 2)), inputs.var((0, 1, 2))])
+    fc2 = model.get_layer("fc2")
+    kernel, bias = fc2.get_weights()
+    grid = np.asarray(keras.Model(model.input, fc2.output)(images))
+    cell_mean = np.r_[[0.5, 0.5, 0.4, 0.4, -0.25] * 2, [0.4] * num_classes]
+    cell_spread = np.r_[[0.3, 0.3, 0.1, 0.1, 0.3] * 2, [0.3] * num_classes]
+    scale = np.tile(cell_spread, 49) / grid.std(0)
+    fc2.set_weights([kernel * scale, (bias - grid.mean(0)) * scale + np.tile(cell_mean, 49)])
+    return yolo.yolo_v1_detector(model, num_classes=num_classes, score_threshold=0.2, max_detections=300)
+
+
 def test_detector_exports_with_the_same_detections(tmp_path):
+    """Float artifacts give the same detections as Keras on all 64 export images, the dynamic-range file on 61, the
+    float16 file on all, by the quantised criterion. A mis-folded batch norm (the quantised files converted from a
+    copy with each moving mean and variance swapped, compared with the original) agrees on 8 of 64 images with
+    dynamic range and with float16 weights, so it fails the bars below."""
     import kapps.export
 
-    detector = planted_detector()
+    detector = image_dependent_detector()
+    # the exporter's inputs for a bare .keras file: 64 uniform images of seed 0
+    images = np.random.default_rng(0).uniform(0, 1, (64, 64, 64, 3)).astype("float32")
+    outputs = {k: np.asarray(v) for k, v in detector(images).items()}
+    counts = np.asarray(outputs["num_detections"])
+    assert counts.max() < 40 and len(set(counts.tolist())) >= 10 and (counts > 0).mean() > 0.9  # the image decides
+    found = counts > 0
+    best = {
+        (int(c), *np.round(b, 2).tolist())
+        for c, b in zip(outputs["classes"][found, 0], outputs["boxes"][found, 0], strict=True)
+    }
+    assert len(best) == found.sum()  # no two images have the same best detection
     detector.save(tmp_path / "yolo.keras")
-    report = kapps.export.export(tmp_path / "yolo.keras", formats="all", out=tmp_path / "export", latency_runs=2)
-    assert report["task"] == "detection"
-    assert [(a["format"], a["detection_agreement"]) for a in report["artifacts"]] == [
-        ("saved_model", 1.0),
-        ("tflite", 1.0),
-        ("onnx", 1.0),
-    ]
-    assert all(a["max_box_diff"] <= 1e-3 and a["passed"] for a in report["artifacts"])
-    dynamic = kapps.export.export(
-        tmp_path / "yolo.keras", formats="tflite", quantize="dynamic", out=tmp_path / "dynamic", latency_runs=2
+    report = kapps.export.export(
+        tmp_path / "yolo.keras", formats="all", quantize="dynamic", out=tmp_path / "export", latency_runs=2
     )
-    assert dynamic["artifacts"][0]["detection_agreement"] >= 0.9 and dynamic["artifacts"][0]["passed"]
+    assert report["task"] == "detection" and report["inputs"]["count"] == 64
+    artifacts = {(a["format"], a["quantization"]): a for a in report["artifacts"]}
+    for key in [("saved_model", "none"), ("tflite", "none"), ("onnx", "none")]:
+        assert artifacts[key]["detection_agreement"] == 1.0 and artifacts[key]["max_box_diff"] <= 1e-5, key
+    # measured: 61 of 64 images (0.906 to 0.984 over the seeds 0 to 5); the mis-folded batch norm: 8 of 64
+    assert artifacts["tflite", "dynamic"]["detection_agreement"] >= 0.93 and artifacts["tflite", "dynamic"]["passed"]
+    half = kapps.export.export(
+        tmp_path / "yolo.keras", formats="tflite", quantize="float16", out=tmp_path / "float16", latency_runs=2
+    )
+    # float16 weights: every image agrees (so on the seeds 0 to 5), the paired boxes within 1.5e-3 (measured)
+    (float16,) = half["artifacts"]
+    assert float16["detection_agreement"] == 1.0 and float16["max_box_diff"] <= 5e-3 and float16["passed"]
     # TFLite's int8 calibrator dies (a segmentation fault) on the NMS loop: refused in one sentence instead
     with pytest.raises(ExportError, match="int8 quantization of a detector is not supported"):
         kapps.export.export(tmp_path / "yolo.keras", formats="tflite", quantize="int8", out=tmp_path / "int8")
