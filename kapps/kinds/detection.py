@@ -84,8 +84,11 @@ class Detection(Kind):
         return entry.get("detection_agreement")
 
     def describe(self, entry: dict) -> str:
-        share = entry["detection_agreement"]
-        return f"max abs diff {entry['max_abs_diff']:.3g}, detections agree on {share:.1%} of images"
+        # The difference is over the detections that pair, so the counts say how many of them there were.
+        return (
+            f"max abs diff {entry['max_abs_diff']:.3g} over the paired detections, the same number of detections on "
+            f"{entry['count_agreement']:.1%} of images, detections agree on {entry['detection_agreement']:.1%}"
+        )
 
     def result(
         self, outputs: Outputs, *, class_name: Callable[[int], str], width: int, height: int, options: PredictOptions

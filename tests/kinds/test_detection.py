@@ -162,3 +162,14 @@ def test_evaluate_is_coco_ap_of_the_detections():
     assert KIND.evaluate(wrong_class, dataset, class_names=["a", "b"])["map50"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="class_names must name each class id"):
         KIND.evaluate(right, dataset)
+
+
+def test_the_description_says_what_the_difference_is_over():
+    # Nothing pairs when every class differs: the difference of 0 is over no detections, and the line says so.
+    reference = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.8], [0, 2])
+    other = detections([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.2, 0.2, 0.3, 0.3]], [0.9, 0.8, 0.7], [1, 1, 1])
+    entry = detection.compare_detections(stack(reference, other), stack(reference, reference), exact=True)
+    assert KIND.describe(entry) == (
+        "max abs diff 0 over the paired detections, the same number of detections on 50.0% of images, detections "
+        "agree on 50.0%"
+    )
