@@ -21,12 +21,40 @@ def test_layer_shapes_follow_the_paper():
     assert shapes["predictions"] == (10,)
 
 
+# Table I of LeCun et al. 1998, typed from the paper: a row per S2 map, a column per C3 map, X where the C3 map
+# reads the S2 map. Columns 0-5 read 3 contiguous maps, 6-11 read 4 contiguous, 12-14 read 4 non-contiguous and
+# 15 reads all six.
+TABLE_I = """
+X...XXX..XXXX.XX
+XX...XXX..XXXX.X
+XXX...XXX..X.XXX
+.XXX..XXXX..X.XX
+..XXX..XXXX.XX.X
+...XXX..XXXX.XXX
+"""
+
+
 def test_connection_table_is_table_one_of_the_paper():
-    table = np.array(C3_TABLE, dtype=bool)  # (S2 maps, C3 maps)
-    assert table.shape == (6, 16)
-    reads = table.sum(axis=0)
-    assert reads.tolist() == [3] * 6 + [4] * 9 + [6]
-    assert table.sum() == 60
+    paper = np.array([[mark == "X" for mark in row] for row in TABLE_I.split()])
+    assert paper.shape == (6, 16) and paper.sum() == 60
+    np.testing.assert_array_equal(np.array(C3_TABLE, dtype=bool), paper)
+
+
+def test_c3_maps_do_not_see_the_s2_maps_table_one_leaves_out():
+    # Change one S2 map at a time: exactly the C3 maps that Table I connects to it change, the others are equal
+    # to the last bit (their effective kernels are zero there, not merely small).
+    paper = np.array([[mark == "X" for mark in row] for row in TABLE_I.split()])
+    keras.utils.set_random_seed(0)
+    c3 = kapps.models.build("lenet5", connection_table=True).get_layer("c3")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 14, 14, 6)).astype("float32")
+    y = keras.ops.convert_to_numpy(c3(x))
+    for s2 in range(6):
+        changed = x.copy()
+        changed[..., s2] += rng.normal(size=(2, 14, 14)).astype("float32")
+        diff = np.abs(keras.ops.convert_to_numpy(c3(changed)) - y).max(axis=(0, 1, 2))  # per C3 map
+        np.testing.assert_array_equal(diff[~paper[s2]], 0.0, err_msg=f"S2 map {s2}")
+        assert (diff[paper[s2]] > 1e-3).all(), (s2, diff)
 
 
 def test_connection_table_parameter_count():

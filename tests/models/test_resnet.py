@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.models import parity
+
 RESNETS = [name for name in kapps.models.list_models() if kapps.models.info(name).builder.__module__ == resnet.__name__]
 
 
@@ -95,13 +97,20 @@ def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
     keras.utils.set_random_seed(0)
-    reference = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    shape = (64, 64, 3)
+    reference = keras.applications.ResNet50(weights=None, input_shape=shape, classifier_activation=None)
+    rng = np.random.default_rng(0)
+    # Random values in every weight, batch-norm statistics included: at the defaults (gamma = variance = 1,
+    # beta = mean = 0, zero biases) a loader that swaps or drops them reads the same numbers.
+    parity.randomise_weights(reference, rng.uniform(-120, 150, size=(8, *shape)).astype("float32"), seed=1)
     _save_legacy_weights(reference, tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5")
-    model = kapps.models.build("resnet50", weights="imagenet", input_shape=(64, 64, 3))
-    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    images = np.random.default_rng(0).uniform(0, 255, size=(2, 64, 64, 3)).astype("float32")
-    np.testing.assert_allclose(model(images), reference(images), rtol=1e-5, atol=1e-6)
+    model = kapps.models.build("resnet50", weights="imagenet", input_shape=shape, classifier_activation=None)
+    for weight, loaded in zip(reference.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), weight.numpy(), err_msg=weight.path)
+    images = rng.uniform(-120, 150, size=(2, *shape)).astype("float32")  # caffe-style, as the file expects
+    expected = keras.ops.convert_to_numpy(reference(images))
+    assert np.std(expected) > 0.1
+    np.testing.assert_allclose(model(images), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
 def test_imagenet_weights_missing_offline_name_the_cache(tmp_path, monkeypatch):
@@ -217,16 +226,23 @@ def test_saves_and_loads_in_safe_mode(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs", "size"),
-    [("resnet20", {}, 32), ("resnet18", {"input_shape": (64, 64, 3), "num_classes": 10}, 64)],
+    ("name", "kwargs", "size", "quantizations"),
+    [
+        # quantised on the small net only: the batch-norm folds are the same ops in both
+        ("resnet20", {}, 32, ("dynamic", "int8")),
+        ("resnet18", {"input_shape": (64, 64, 3), "num_classes": 10}, 64, ()),
+    ],
 )
-def test_exports_match_keras(tmp_path, name, kwargs, size):
-    from tests.conftest import assert_exports_match
-
+def test_exports_match_keras_on_logits_with_trained_statistics(tmp_path, name, kwargs, size, quantizations):
+    # Random gamma, beta, moving mean and variance, compared on logits: see tests/models/parity.py for the
+    # tolerances and why the defaults would hide a converter that drops or mis-folds the statistics.
     keras.utils.set_random_seed(3)
-    model = kapps.models.build(name, **kwargs)
-    images = np.random.default_rng(3).uniform(size=(4, size, size, 3)).astype("float32")
-    assert_exports_match(model, images, tmp_path)
+    model = kapps.models.build(name, classifier_activation=None, **kwargs)
+    rng = np.random.default_rng(3)
+    calibration = parity.varied_images(rng, 16, size)
+    parity.randomise_batch_norm(model, calibration, seed=0)
+    images = parity.varied_images(rng, 8 if quantizations else 2, size)
+    parity.assert_exports_match_logits(model, images, tmp_path, quantizations=quantizations, calibration=calibration)
 
 
 def test_cifar_nets_use_batch_norm_momentum_0_9_and_save_it(tmp_path):

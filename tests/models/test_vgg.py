@@ -12,6 +12,8 @@ import pytest
 import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
+from tests.models import parity
+
 # ../shared/REFERENCE.md: 224x224x3, 1000 classes.
 REFERENCE_COUNTS = {
     "vgg11": (132_863_336, "all"),
@@ -57,24 +59,40 @@ def save_legacy_h5(model: keras.Model, path) -> None:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
+def no_network(*args, **kwargs):
+    raise AssertionError("the weights must come from the Keras cache, never the network")
+
+
 @pytest.mark.parametrize("include_top", [True, False])
 def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch, include_top):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
     # 32x32 keeps fc1 small; the real top file is the same layout at 224x224.
     head = {"classifier_activation": None} if include_top else {"pooling": "avg"}
     kwargs = {"input_shape": (32, 32, 3), "include_top": include_top, **head}
     reference = keras.applications.VGG16(weights=None, **kwargs)
+    rng = np.random.default_rng(0)
+    # Random kernels and biases everywhere: at the defaults every bias is zero, so a loader that skipped them
+    # would pass.
+    parity.randomise_weights(reference, rng.uniform(-120, 150, size=(4, 32, 32, 3)).astype("float32"), seed=1)
     info = kapps.models.vgg.IMAGENET["D"]
     save_legacy_h5(reference, tmp_path / "models" / (info.top if include_top else info.notop))
     model = kapps.models.build("vgg16", weights="imagenet", **kwargs)
-    images = np.random.default_rng(0).uniform(-120, 150, size=(3, 32, 32, 3)).astype("float32")
+    for weight, loaded in zip(reference.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), weight.numpy(), err_msg=weight.path)
+    images = rng.uniform(-120, 150, size=(3, 32, 32, 3)).astype("float32")
     expected = reference.predict(images, verbose=0)
-    assert np.abs(expected).max() > 1e-3
-    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert np.std(expected) > 0.1
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
 def test_imagenet_weights_missing_offline_say_so(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(ModelError, match="not in the Keras cache"):
         kapps.models.build("vgg19", weights="imagenet", include_top=False, input_shape=(32, 32, 3))
 
@@ -187,15 +205,30 @@ def test_saves_and_loads_in_safe_mode(tmp_path):
     np.testing.assert_allclose(model.predict(images, verbose=0), loaded.predict(images, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("vgg11_lrn", {}), ("vgg16_c", {"batch_norm": True})])
-def test_exports_match_keras(tmp_path, name, kwargs):
+def test_exports_match_keras(tmp_path):
     from tests.conftest import assert_exports_match
 
     # fc_units=256: the paper's 4096-wide dense layers are the same ops, but make 100 MB artifacts.
-    model = kapps.models.build(name, num_classes=10, fc_units=256, **SMALL, **kwargs)
+    model = kapps.models.build("vgg11_lrn", num_classes=10, fc_units=256, **SMALL)
     # Caffe-style mean-subtracted pixels, so the LRN divides by well more than k ** beta.
     images = np.random.default_rng(3).uniform(-120, 150, size=(4, 32, 32, 3)).astype("float32")
     assert_exports_match(model, images, tmp_path)
+
+
+def test_batch_norm_exports_match_keras_on_logits_with_trained_statistics(tmp_path):
+    # Random gamma, beta, moving mean and variance, compared on logits, float and quantised: see
+    # tests/models/parity.py for the tolerances and why the defaults would hide a mis-folded batch norm.
+    keras.utils.set_random_seed(3)
+    model = kapps.models.build(
+        "vgg16_c", batch_norm=True, num_classes=10, fc_units=256, classifier_activation=None, **SMALL
+    )
+    rng = np.random.default_rng(3)
+    calibration = parity.varied_images(rng, 16, 32)
+    parity.randomise_batch_norm(model, calibration, seed=0)
+    images = parity.varied_images(rng, 8, 32)
+    parity.assert_exports_match_logits(
+        model, images, tmp_path, quantizations=("dynamic", "int8"), calibration=calibration
+    )
 
 
 @pytest.mark.parametrize("name", ["vgg19", "googlenet_paper"])
