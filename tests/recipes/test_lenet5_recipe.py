@@ -13,7 +13,6 @@ from tests.recipes.conftest import assert_refused, invoke_recipe
 RECIPE = str(ROOT / "recipes" / "lenet5.py")
 
 
-@pytest.mark.slow
 def test_defaults_reach_the_issue_accuracy_and_export(tmp_path):
     """Issue 3: with its defaults the recipe reaches at least 98.5% test accuracy on digits (seed 0).
 
