@@ -31,12 +31,17 @@ def _check_inputs(name: str, features, boxes) -> None:
 
 
 def _gather_cells(features, rows, cols):
-    """`features[b, rows[b, ...], cols[b, ...], :]` for int32 `rows`, `cols` of shape `(B, ...)`, by one GATHER."""
+    """`features[b, rows[b, ...], cols[b, ...], :]`, `rows` and `cols` int32 broadcasting to `(B, ...)`, one GATHER.
+
+    The result is flat, `(B * prod(...), C)`: callers reshape it, keeping every tensor at rank 6 or less (the
+    TFLite XNNPACK delegate fails to prepare rank-7 tensors).
+    """
     height, width, channels = features.shape[1], features.shape[2], features.shape[3]
     batch = ops.shape(features)[0]
     flat = ops.reshape(features, (-1, channels))  # (B*H*W, C)
-    offset = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1,) + (1,) * (len(rows.shape) - 1))
-    return ops.take(flat, offset + rows * width + cols, axis=0)
+    rank = max(len(rows.shape), len(cols.shape))
+    offset = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1,) + (1,) * (rank - 1))
+    return ops.take(flat, ops.reshape(offset + rows * width + cols, (-1,)), axis=0)
 
 
 @keras.saving.register_keras_serializable(package="kapps")
@@ -96,16 +101,15 @@ class RoIAlign(keras.layers.Layer):
         x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
         y_low, y_high, wy_low, wy_high = self._axis(y1, y2, out_h, height)  # (B, N, Y)
         x_low, x_high, wx_low, wx_high = self._axis(x1, x2, out_w, width)  # (B, N, X)
+        ratio, channels = self.sampling_ratio, features.shape[3]
         values = 0.0
         for rows, wy in ((y_low, wy_low), (y_high, wy_high)):
             for cols, wx in ((x_low, wx_low), (x_high, wx_high)):
-                grid_rows = ops.broadcast_to(rows[..., :, None], ops.shape(rows) + (ops.shape(cols)[-1],))
-                grid_cols = ops.broadcast_to(cols[..., None, :], ops.shape(grid_rows))
-                weight = wy[..., :, None, None] * wx[..., None, :, None]
-                values = values + weight * _gather_cells(features, grid_rows, grid_cols)  # (B, N, Y, X, C)
-        ratio, channels = self.sampling_ratio, features.shape[3]
-        values = ops.reshape(values, (ops.shape(boxes)[0], ops.shape(boxes)[1], out_h, ratio, out_w, ratio, channels))
-        return ops.mean(values, axis=(3, 5))
+                weight = ops.reshape(wy[..., :, None] * wx[..., None, :], (-1, 1))
+                values = values + weight * _gather_cells(features, rows[..., :, None], cols[..., None, :])
+        # (B*N*Y*X, C) -> (B*N, out_h, S, out_w, S, C): the samples of each bin averaged
+        values = ops.mean(ops.reshape(values, (-1, out_h, ratio, out_w, ratio, channels)), axis=(2, 4))
+        return ops.reshape(values, (ops.shape(boxes)[0], ops.shape(boxes)[1], out_h, out_w, channels))
 
     def compute_output_shape(self, features_shape, boxes_shape):
         return (boxes_shape[0], boxes_shape[1], *self.output_size, features_shape[3])
@@ -161,15 +165,17 @@ class RoIPooling(keras.layers.Layer):
 
     def call(self, features, boxes):
         out_h, out_w = self.output_size
-        height, width = features.shape[1], features.shape[2]
+        height, width, channels = features.shape[1], features.shape[2], features.shape[3]
         boxes = ops.cast(boxes, features.dtype)
         x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
         rows = self._axis(y1, y2, out_h, height)  # (B, N, out_h, Kh)
         cols = self._axis(x1, x2, out_w, width)  # (B, N, out_w, Kw)
-        shape = ops.shape(rows)[:2] + (out_h, rows.shape[-1], out_w, cols.shape[-1])
-        grid_rows = ops.broadcast_to(rows[:, :, :, :, None, None], shape)
-        grid_cols = ops.broadcast_to(cols[:, :, None, None, :, :], shape)
-        values = ops.max(_gather_cells(features, grid_rows, grid_cols), axis=(3, 5))  # (B, N, out_h, out_w, C)
+        cells = _gather_cells(features, rows[:, :, :, :, None, None], cols[:, :, None, None, :, :])
+        # (B*N*out_h*Kh*out_w*Kw, C) -> (B*N, out_h, Kh, out_w, Kw, C), the max over each bin's cells
+        cells = ops.reshape(cells, (-1, out_h, rows.shape[-1], out_w, cols.shape[-1], channels))
+        values = ops.reshape(
+            ops.max(cells, axis=(2, 4)), (ops.shape(boxes)[0], ops.shape(boxes)[1], out_h, out_w, channels)
+        )
         inside = (ops.minimum(x2, 1.0) > ops.maximum(x1, 0.0)) & (ops.minimum(y2, 1.0) > ops.maximum(y1, 0.0))
         return values * ops.cast(inside, values.dtype)[:, :, None, None, None]
 
