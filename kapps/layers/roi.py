@@ -88,8 +88,7 @@ class RoIAlign(keras.layers.Layer):
         at = start[..., None] + length[..., None] * ops.convert_to_tensor(steps, dtype=start.dtype)
         inside = ops.cast((at >= -1.0) & (at <= size), at.dtype)
         at = ops.maximum(at, 0.0)
-        low = ops.minimum(ops.floor(at), size - 1.0)
-        at = ops.minimum(at, size - 1.0)  # at the last cell both corners are that cell, weight on `low`
+        low = ops.minimum(ops.floor(at), size - 1.0)  # from the last cell on, both corners are the last cell
         high = ops.minimum(low + 1.0, size - 1.0)
         frac = at - low
         return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside

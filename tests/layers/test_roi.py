@@ -241,6 +241,9 @@ def test_both_layers_are_the_same_in_every_runtime(tmp_path):
         np.testing.assert_allclose(
             expected["align"], roi_align_reference(conv, boxes_for(1).repeat(batch, 0), (3, 2), 2, True), atol=1e-5
         )
+        np.testing.assert_allclose(
+            expected["pool"], roi_pool_reference(conv, boxes_for(1).repeat(batch, 0), (2, 3)), atol=1e-5
+        )
         for name, run in runners.items():
             got = run(images)
             for key in ("align", "pool"):
