@@ -176,8 +176,8 @@ def test_quantisation_is_where_roi_pooling_and_roi_align_differ():
     pooled = keras.ops.convert_to_numpy(RoIPooling(1)(ramp, box))[0, 0, 0, 0, 0]
     # Aligned samples at 1.3 + (k + 0.5) - 0.5 = 1.3, 2.3, 3.3, 4.3 in cell-centre units: their mean is 2.8.
     assert aligned == pytest.approx(2.8, abs=1e-5)
-    # Pooling rounds the edges to columns 1 .. 4 (end 5 exclusive) and takes the max: 4, a cell the box only half
-    # covers is dropped and the fractional start is lost.
+    # Pooling rounds the edges to columns 1 .. 4 (end 5 exclusive) and takes the max, 4: column 5, of which the box
+    # covers 0.3, is dropped, and column 1, covered 0.7, counts whole.
     assert pooled == 4.0
     # Shifting the box by 0.15 of a cell moves RoIAlign's answer by 0.15; pooling does not see it.
     shifted = box + np.float32(0.15 / WIDTH) * np.array([1, 0, 1, 0], "float32")
