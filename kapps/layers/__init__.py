@@ -3,6 +3,7 @@
 from kapps.layers.connection_table import ConnectionTableConv2D
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.lrn import LocalResponseNormalization
+from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
 from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
 from kapps.layers.yolo import YoloV1Decode
@@ -12,6 +13,9 @@ __all__ = [
     "ConnectionTableConv2D",
     "LocalResponseNormalization",
     "NonMaxSuppression",
+    "RoIAlign",
+    "RoIPooling",
     "SobelEdges",
     "YoloV1Decode",
+    "fpn_level",
 ]
