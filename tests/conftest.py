@@ -136,3 +136,17 @@ def assert_exports_match(model, images, folder: Path, *, atol: float = 1e-4) -> 
             if v.ndim == 2 and v.shape[-1] > 1:
                 np.testing.assert_array_equal(np.argmax(got[k], -1), np.argmax(v, -1), err_msg=name)
     return diffs
+
+
+def tflite_ops(path) -> set[str]:
+    """The operator names in a .tflite file (TensorFlow's analyzer prints them; Flex ops would be Select TF ops)."""
+    import contextlib
+    import io
+    import re
+
+    import tensorflow as tf
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_path=str(path))
+    return set(re.findall(r"Op#\d+ (\w+)", text.getvalue()))

@@ -1,7 +1,5 @@
 """NonMaxSuppression: the layer against batched_nms, saving, mixed precision, and detections equal in every runtime."""
 
-import contextlib
-import io
 import re
 
 import kapps.detection
@@ -13,6 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
+
+from tests.conftest import tflite_ops
 
 NUM_BOXES, NUM_CLASSES = 12, 3
 
@@ -121,13 +121,6 @@ def graph_ops(graph) -> set[str]:
             if attribute.type == onnx.AttributeProto.GRAPH:
                 types |= graph_ops(attribute.g)
     return types
-
-
-def tflite_ops(path) -> set[str]:
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        tf.lite.experimental.Analyzer.analyze(model_path=str(path))
-    return set(re.findall(r"Op#\d+ (\w+)", text.getvalue()))
 
 
 def test_detections_are_the_same_in_every_runtime(tmp_path):

@@ -1,7 +1,5 @@
 """RoIAlign and RoIPooling: against loop references, against onnxruntime's RoiAlign, and the same in every runtime."""
 
-import contextlib
-import io
 import math
 import re
 
@@ -13,7 +11,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import tensorflow as tf
+
+from tests.conftest import tflite_ops
 
 HEIGHT, WIDTH, CHANNELS = 6, 8, 3
 
@@ -210,13 +209,6 @@ def roi_model() -> keras.Model:
             "pool": RoIPooling((2, 3), name="pool")(features, boxes),
         },
     )
-
-
-def tflite_ops(path) -> set[str]:
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        tf.lite.experimental.Analyzer.analyze(model_path=str(path))
-    return set(re.findall(r"Op#\d+ (\w+)", text.getvalue()))
 
 
 def test_both_layers_are_the_same_in_every_runtime(tmp_path):
