@@ -12,18 +12,22 @@ RECIPE = str(ROOT / "recipes" / "classify.py")
 
 
 def test_tiny_budget_resnet20_on_digits(tmp_path):
-    """The recipe's one real process, with its default model: the whole path, and stderr stays empty (no
-    TensorFlow chatter). Two steps are a smoke budget: the bars are on the runs below."""
+    """The recipe's one real process, with its default model: the whole path, stderr stays empty (no TensorFlow
+    chatter), and 30 steps of 32 images learn the digits well above chance (a tenth), which labels shuffled against
+    the images or an optimizer that does not step cannot. Measured: test accuracy 0.678 with seed 0, 0.578 with
+    seed 1. --zero-init-residual is left out: with every residual branch muted the net starts as one 3x3 conv
+    under a global pool, and 60 steps of it stayed at chance (0.114)."""
     out = tmp_path / "run"
-    result = run_cli(RECIPE, "--epochs", "1", "--steps-per-epoch", "2", "--zero-init-residual", "--out", str(out))
+    budget = ["--epochs", "1", "--steps-per-epoch", "30", "--batch-size", "32"]
+    result = run_cli(RECIPE, *budget, "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == ""
     assert "resnet20 on digits: test accuracy" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["name"] == "resnet20"
     assert config["model"]["kwargs"]["input_shape"] == [32, 32, 1]
-    assert config["model"]["kwargs"]["zero_init_residual"] is True
     assert (out / "model.keras").is_file() and (out / "plots" / "curves.png").is_file()
+    assert json.loads((out / "metrics.json").read_text())["test_accuracy"] > 0.3
 
 
 def test_image_folder_with_lenet_learns_the_colours(tmp_path):

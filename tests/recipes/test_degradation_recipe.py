@@ -12,8 +12,14 @@ RECIPE = str(ROOT / "recipes" / "degradation.py")
 
 
 def test_tiny_budget_writes_the_figure_and_per_epoch_test_error(tmp_path):
+    """Both nets of depth 20 learn at 2 epochs of 15 steps: their training error in the last epoch is well below
+    chance (nine tenths), which labels shuffled against the images or an optimizer that does not step cannot give.
+    The bar is on training error because the test error after 30 steps is not yet a measure: measured with seed 0,
+    training error plain20 0.719, resnet20 0.538 (test 0.900, 0.639); with seed 1, 0.648 and 0.519 (test 0.847,
+    0.897), the batch norms' moving statistics lagging the weights."""
     out = tmp_path / "deg"
-    result = run_cli(RECIPE, "--epochs", "2", "--steps-per-epoch", "2", "--depths", "20", "--out", str(out))
+    budget = ["--epochs", "2", "--steps-per-epoch", "15", "--batch-size", "32"]
+    result = run_cli(RECIPE, *budget, "--depths", "20", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == ""  # the recipe's one real process: no TensorFlow chatter
     assert (out / "degradation.png").stat().st_size > 10_000
@@ -26,6 +32,7 @@ def test_tiny_budget_writes_the_figure_and_per_epoch_test_error(tmp_path):
         assert {"accuracy", "test_accuracy", "val_accuracy"} <= set(rows[0])
         assert errors["final_test_error"] == 1 - float(rows[-1]["test_accuracy"])
         assert errors["final_train_error"] == 1 - float(rows[-1]["accuracy"])
+        assert errors["final_train_error"] < 0.8, name
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,14 @@ RUNS = ("pretrain", "transfer_frozen", "transfer_finetuned", "scratch")
 
 
 def test_tiny_budget_writes_four_runs_and_the_summary(tmp_path):
+    """The four phases at a tiny budget, and the pre-training learns: its training accuracy over 10 steps is well
+    above chance (a fifth), which source labels shuffled against the images or an optimizer that does not step
+    cannot give. Measured: 0.603 after 10 steps with seed 0 (0.758 after 20), 0.563 with seed 1. The test
+    accuracies get no bar: after 10 or 20 steps of Adam at 2e-3 every phase predicts one class at inference
+    (0.200, the batch norms' moving statistics lagging the weights), and the target phases see 25 images, one
+    step an epoch."""
     out = tmp_path / "tl"
-    budget = ["--epochs", "1", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--steps-per-epoch", "2"]
+    budget = ["--epochs", "1", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--steps-per-epoch", "10"]
     result = run_cli(RECIPE, *budget, "--target-per-class", "5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert_no_chatter(result.stderr)  # the recipe's one real process
@@ -33,6 +39,9 @@ def test_tiny_budget_writes_four_runs_and_the_summary(tmp_path):
     assert scratch["options"]["epochs"] == 2
     assert json.loads((out / "transfer_finetuned" / "config.json").read_text())["options"]["lr"] == 2e-4
     assert "finetuned " in result.stdout and "scratch " in result.stdout
+    pretrain_history = (out / "pretrain" / "history.csv").read_text().splitlines()
+    header, last = pretrain_history[0].split(","), pretrain_history[-1].split(",")
+    assert float(last[header.index("accuracy")]) > 0.4
 
 
 @pytest.mark.parametrize(
