@@ -30,6 +30,15 @@ def test_tiny_budget_resnet20_on_digits(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] > 0.3
 
 
+def test_zero_init_residual_reaches_the_model(tmp_path):
+    """--zero-init-residual is built into the model the run trains and recorded in its config.json (in-process: the
+    real process above proves the rest of the path)."""
+    out = tmp_path / "run"
+    result = invoke_recipe("classify", "--epochs", "1", "--steps-per-epoch", "1", "--zero-init-residual", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model"]["kwargs"]["zero_init_residual"] is True
+
+
 def test_image_folder_with_lenet_learns_the_colours(tmp_path):
     """Two classes told apart by colour alone: LeNet-5 must get all 6 test images right (chance is a half), which
     an image folder read with its labels shuffled, or a model that does not train, cannot. Measured: 4 epochs (one
