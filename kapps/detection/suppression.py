@@ -68,14 +68,8 @@ def nms(
     check_nms_settings(max_detections=max_detections, iou_threshold=iou_threshold)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     scores = tf.convert_to_tensor(scores, tf.float32)
-    indices, kept_scores, count = tf.raw_ops.NonMaxSuppressionV5(
-        boxes=boxes,
-        scores=scores,
-        max_output_size=max_detections,
-        iou_threshold=iou_threshold,
-        score_threshold=score_threshold,
-        soft_nms_sigma=0.0,
-        pad_to_max_output_size=True,
+    indices, kept_scores, count = _nms_op(
+        boxes, scores, max_detections=max_detections, iou_threshold=iou_threshold, score_threshold=score_threshold
     )
     valid = tf.range(max_detections) < count
     return {
