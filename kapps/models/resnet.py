@@ -73,12 +73,15 @@ class Stages:
         blocks: number of blocks in each stage.
         filters: width of each stage (a bottleneck block's output has 4x as many channels).
         imagenet: the keras.applications ImageNet files where that layout exists.
+        stem: filters of the ImageNet layout's 7x7 stem convolution (the `C1` map); the CIFAR nets' 3x3 stem has
+            the first stage's width instead (Sec. 4.2).
     """
 
     block: str
     blocks: tuple[int, ...]
     filters: tuple[int, ...]
     imagenet: ImagenetWeights | None = None
+    stem: int = 64
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -101,9 +104,12 @@ def _ka_weights(name: str) -> ImagenetWeights:
 
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
+# Half of every width, stem included: for detection on a CPU, where the neck and heads add their own weights.
+NARROW_WIDTHS = (32, 64, 128, 256)
 
-# Table 1 of the paper: conv2_x ... conv5_x.
+# Table 1 of the paper: conv2_x ... conv5_x; resnet10_narrow is resnet18 with one block a stage and half the width.
 IMAGENET_STAGES = {
+    "resnet10_narrow": Stages("basic", (1, 1, 1, 1), NARROW_WIDTHS, stem=32),
     "resnet18": Stages("basic", (2, 2, 2, 2), IMAGENET_WIDTHS),
     "resnet34": Stages("basic", (3, 4, 6, 3), IMAGENET_WIDTHS),
     "resnet50": Stages("bottleneck", (3, 4, 6, 3), IMAGENET_WIDTHS, _ka_weights("resnet50")),
@@ -124,7 +130,8 @@ CIFAR_STAGES = {
 
 def imagenet_feature_maps(variant: str) -> tuple[FeatureMap, ...]:
     """The backbone maps of the ImageNet net `variant`: the stem's `conv1_relu` and the four stages."""
-    return (FeatureMap("C1", "conv1_relu", 2, 64), *IMAGENET_STAGES[variant].stage_maps(first=2, first_stride=4))
+    stages = IMAGENET_STAGES[variant]
+    return (FeatureMap("C1", "conv1_relu", 2, stages.stem), *stages.stage_maps(first=2, first_stride=4))
 
 
 def cifar_feature_maps(depth: int) -> tuple[FeatureMap, ...]:
@@ -163,9 +170,9 @@ def _imagenet_resnet(
             "weights='imagenet' loads the keras.applications layout, which needs conv_bias=True. "
             f"Received: conv_bias={conv_bias!r}"
         )
-    # Stem: 7x7/2 convolution and 3x3/2 max pooling, (H/4, W/4, 64).
+    # Stem: 7x7/2 convolution and 3x3/2 max pooling, (H/4, W/4, stem).
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
+    x = keras.layers.Conv2D(stages.stem, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -277,7 +284,43 @@ def _cifar_count(depth: int) -> int:
     return 97_216 * CIFAR_STAGES[depth].blocks[0] - 21_926
 
 
+def _basic_count(variant: str) -> int:
+    """Trainable weights of the basic-block ImageNet net `variant` without conv biases: the 7x7 stem of s filters
+    3 * 49 s + BN 2 s; a stage of width w reading c channels, 9 c w + 9 w^2 + 4 w for its first block (plus the
+    projection c w + 2 w where c != w or the stride is 2) and 18 w^2 + 4 w for each further one; the dense layer
+    1,000 w + 1,000. resnet18 and resnet34 give torchvision's 11,689,512 and 21,797,672 (tests/models)."""
+    stages = IMAGENET_STAGES[variant]
+    count = 3 * 49 * stages.stem + 2 * stages.stem
+    reading = stages.stem
+    for i, (blocks, width) in enumerate(zip(stages.blocks, stages.filters, strict=True)):
+        first = 9 * reading * width + 9 * width**2 + 4 * width
+        projection = reading * width + 2 * width if i > 0 or reading != width else 0
+        count += first + projection + (blocks - 1) * (18 * width**2 + 4 * width)
+        reading = width
+    return count + 1_000 * reading + 1_000
+
+
 # Decorators apply bottom-up: `_describe` runs after `_register` has recorded the count it quotes.
+
+
+@_describe(
+    f"ResNet-10 at half width ({_SOURCE}, Table 1's basic blocks): one block a stage, widths 32-64-128-256 and a "
+    "32-filter stem, small enough to train a detector on a CPU; without conv biases.",
+    keywords="ImageNet",
+)
+@_register(
+    "resnet10_narrow",
+    param_count=_basic_count("resnet10_narrow"),
+    count_kind="trainable",
+    source=f"computed ({_SOURCE}, Table 1: resnet18 with blocks 1-1-1-1 and half the widths)",
+)
+def resnet10_narrow(*, conv_bias: bool = False, zero_init_residual: bool = False, **kwargs: Any) -> keras.Model:
+    return _imagenet_resnet(
+        "resnet10_narrow",
+        conv_bias=conv_bias,
+        zero_init_residual=zero_init_residual,
+        **{"name": "resnet10_narrow", **kwargs},
+    )
 
 
 @_describe(

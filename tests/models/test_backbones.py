@@ -17,6 +17,7 @@ REPRESENTATIVES = [
     "googlenet",
     "googlenet_paper",
     "inception_v3",
+    "resnet10_narrow",
     "resnet18",
     "resnet50",
     "resnet20",

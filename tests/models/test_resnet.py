@@ -27,7 +27,9 @@ def _default(name):
 
 def test_every_variant_is_registered():
     assert sorted(RESNETS) == sorted(
-        [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)] + [f"plain{d}" for d in (20, 32, 44, 56)]
+        [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)]
+        + [f"plain{d}" for d in (20, 32, 44, 56)]
+        + ["resnet10_narrow"]
     )
 
 
@@ -42,6 +44,7 @@ def test_reference_counts():
         "resnet152": 60_419_944,
         "resnet20": 269_722,
         "resnet56": 853_018,
+        "resnet10_narrow": 1_487_240,
     }
     assert {name: kapps.models.info(name).param_count for name in expected} == expected
 
@@ -53,6 +56,41 @@ def test_cifar_counts_follow_from_depth():
         assert kapps.models.info(f"resnet{depth}").param_count == 97_216 * n - 21_926
     for depth in (20, 32, 44, 56):
         assert kapps.models.info(f"plain{depth}").param_count == kapps.models.info(f"resnet{depth}").param_count
+
+
+def test_basic_block_counts_follow_from_the_widths():
+    # Trainable weights without conv biases: stem 3 * 49 s + BN 2 s; a block of width w reading c channels
+    # 9 c w + 9 w^2 + BNs 4 w, plus a projection c w + BN 2 w when the shape changes; dense 1000 w + 1000.
+    # The rule gives torchvision's resnet18 and resnet34, then the narrow net's count.
+    def count(stem, blocks, widths):
+        total, reading = 3 * 49 * stem + 2 * stem, stem
+        for i, (n, w) in enumerate(zip(blocks, widths, strict=True)):
+            for b in range(n):
+                c = reading if b == 0 else w
+                total += 9 * c * w + 9 * w * w + 4 * w + (c * w + 2 * w if b == 0 and i > 0 else 0)
+            reading = w
+        return total + 1000 * reading + 1000
+
+    assert count(64, (2, 2, 2, 2), (64, 128, 256, 512)) == 11_689_512
+    assert count(64, (3, 4, 6, 3), (64, 128, 256, 512)) == 21_797_672
+    assert count(32, (1, 1, 1, 1), (32, 64, 128, 256)) == kapps.models.info("resnet10_narrow").param_count
+    assert {name: resnet._basic_count(name) for name in ("resnet18", "resnet34")} == {
+        "resnet18": 11_689_512,
+        "resnet34": 21_797_672,
+    }
+
+
+def test_narrow_net_halves_the_stem_and_the_stages():
+    model = kapps.models.backbone("resnet10_narrow", input_shape=(128, 128, 3))
+    assert model.get_layer("conv1_conv").filters == 32
+    assert {name: tuple(x.shape[1:]) for name, x in model.output.items()} == {
+        "C1": (64, 64, 32),
+        "C2": (32, 32, 32),
+        "C3": (16, 16, 64),
+        "C4": (8, 8, 128),
+        "C5": (4, 4, 256),
+    }
+    assert not any(layer.name.startswith("conv2_block1_0_") for layer in model.layers)  # no projection: 32 -> 32
 
 
 def test_resnet50_without_conv_biases_is_torchvision():
