@@ -44,6 +44,80 @@ def _gather_cells(features, rows, cols):
     return ops.take(flat, ops.reshape(offset + rows * width + cols, (-1,)), axis=0)
 
 
+def _align_axis(start, end, bins: int, size, *, ratio: int, aligned: bool):
+    """Per-axis corner indices and weights of every sample of RoIAlign: 4 tensors `(B, N, bins * ratio)`.
+
+    `size` is the map's cells along the axis: an int, or a `(B, N)` float tensor (each box's own level's).
+    """
+    size = ops.cast(size, start.dtype)
+    cells = size[..., None] if len(size.shape) else size  # broadcasts against the samples, (B, N, 1) or ()
+    offset = 0.5 if aligned else 0.0
+    start, end = start * size - offset, end * size - offset
+    length = end - start if aligned else ops.maximum(end - start, 1.0)
+    steps = [(i + (k + 0.5) / ratio) / bins for i in range(bins) for k in range(ratio)]
+    at = start[..., None] + length[..., None] * ops.convert_to_tensor(steps, dtype=start.dtype)
+    inside = ops.cast((at >= -1.0) & (at <= cells), at.dtype)
+    at = ops.maximum(at, 0.0)
+    low = ops.minimum(ops.floor(at), cells - 1.0)  # from the last cell on, both corners are the last cell
+    high = ops.minimum(low + 1.0, cells - 1.0)
+    frac = at - low
+    return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
+
+
+def roi_align(maps, boxes, *, levels=None, output_size=(7, 7), sampling_ratio: int = 2, aligned: bool = True):
+    """RoIAlign of each box from one map of a pyramid, with one GATHER from all the maps at once.
+
+    The maps are flattened and concatenated, so each box reads only its own level's cells: the work is that of
+    one pooling whatever the number of levels. See `RoIAlign` for the sampling and edge conventions.
+
+    Args:
+        maps: a list of `(B, h_l, w_l, C)` maps with static sizes and equal channels.
+        boxes: `(B, N, 4)` `rel_xyxy` boxes.
+        levels: int `(B, N)`, the index in `maps` of each box's map; None for a single map.
+        output_size: `(out_h, out_w)`.
+        sampling_ratio: samples per bin along each axis.
+        aligned: the half-pixel offset.
+
+    Returns:
+        `(B, N, out_h, out_w, C)`.
+    """
+    out_h, out_w = output_size
+    channels = maps[0].shape[3]
+    batch, count = ops.shape(boxes)[0], ops.shape(boxes)[1]
+    boxes = ops.cast(boxes, maps[0].dtype)
+    heights = [m.shape[1] for m in maps]
+    widths = [m.shape[2] for m in maps]
+    starts = [sum(h * w for h, w in zip(heights[:i], widths[:i], strict=True)) for i in range(len(maps))]
+    total = starts[-1] + heights[-1] * widths[-1]
+    flat = maps[0] if len(maps) == 1 else ops.concatenate([ops.reshape(m, (batch, -1, channels)) for m in maps], 1)
+    flat = ops.reshape(flat, (-1, channels))  # (B * total, C)
+    if levels is None:
+        height, width, start = heights[0], widths[0], 0
+    else:
+
+        def per_box(values):
+            return ops.take(ops.convert_to_tensor(values, dtype="int32"), levels, axis=0)  # (B, N)
+
+        height, width, start = per_box(heights), per_box(widths), per_box(starts)
+    ratio = sampling_ratio
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+    y_low, y_high, wy_low, wy_high = _align_axis(y1, y2, out_h, height, ratio=ratio, aligned=aligned)  # (B, N, Y)
+    x_low, x_high, wx_low, wx_high = _align_axis(x1, x2, out_w, width, ratio=ratio, aligned=aligned)  # (B, N, X)
+    # each box's first cell in `flat`: its image's block, then its level's
+    base = ops.reshape(ops.arange(batch, dtype="int32") * total, (-1, 1)) + start
+    base = ops.broadcast_to(base, (batch, count))[..., None, None]  # (B, N, 1, 1)
+    row_width = width[..., None, None] if levels is not None else width
+    values = 0.0
+    for rows, wy in ((y_low, wy_low), (y_high, wy_high)):
+        for cols, wx in ((x_low, wx_low), (x_high, wx_high)):
+            weight = ops.reshape(wy[..., :, None] * wx[..., None, :], (-1, 1))
+            index = base + rows[..., :, None] * row_width + cols[..., None, :]  # (B, N, Y, X)
+            values = values + weight * ops.take(flat, ops.reshape(index, (-1,)), axis=0)
+    # (B*N*Y*X, C) -> (B*N, out_h, S, out_w, S, C): the samples of each bin averaged
+    values = ops.mean(ops.reshape(values, (-1, out_h, ratio, out_w, ratio, channels)), axis=(2, 4))
+    return ops.reshape(values, (batch, count, out_h, out_w, channels))
+
+
 @keras.saving.register_keras_serializable(package="kapps")
 class RoIAlign(keras.layers.Layer):
     """RoIAlign: each box's bins averaged over `sampling_ratio` x `sampling_ratio` bilinear samples.
@@ -78,37 +152,14 @@ class RoIAlign(keras.layers.Layer):
         self.sampling_ratio = sampling_ratio
         self.aligned = bool(aligned)
 
-    def _axis(self, start, end, bins: int, size: int):
-        """Per-axis corner indices and weights of every sample: 4 tensors `(B, N, bins * S)`."""
-        ratio = self.sampling_ratio
-        offset = 0.5 if self.aligned else 0.0
-        start, end = start * size - offset, end * size - offset
-        length = end - start if self.aligned else ops.maximum(end - start, 1.0)
-        steps = [(i + (k + 0.5) / ratio) / bins for i in range(bins) for k in range(ratio)]
-        at = start[..., None] + length[..., None] * ops.convert_to_tensor(steps, dtype=start.dtype)
-        inside = ops.cast((at >= -1.0) & (at <= size), at.dtype)
-        at = ops.maximum(at, 0.0)
-        low = ops.minimum(ops.floor(at), size - 1.0)  # from the last cell on, both corners are the last cell
-        high = ops.minimum(low + 1.0, size - 1.0)
-        frac = at - low
-        return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
-
     def call(self, features, boxes):
-        out_h, out_w = self.output_size
-        height, width = features.shape[1], features.shape[2]
-        boxes = ops.cast(boxes, features.dtype)
-        x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
-        y_low, y_high, wy_low, wy_high = self._axis(y1, y2, out_h, height)  # (B, N, Y)
-        x_low, x_high, wx_low, wx_high = self._axis(x1, x2, out_w, width)  # (B, N, X)
-        ratio, channels = self.sampling_ratio, features.shape[3]
-        values = 0.0
-        for rows, wy in ((y_low, wy_low), (y_high, wy_high)):
-            for cols, wx in ((x_low, wx_low), (x_high, wx_high)):
-                weight = ops.reshape(wy[..., :, None] * wx[..., None, :], (-1, 1))
-                values = values + weight * _gather_cells(features, rows[..., :, None], cols[..., None, :])
-        # (B*N*Y*X, C) -> (B*N, out_h, S, out_w, S, C): the samples of each bin averaged
-        values = ops.mean(ops.reshape(values, (-1, out_h, ratio, out_w, ratio, channels)), axis=(2, 4))
-        return ops.reshape(values, (ops.shape(boxes)[0], ops.shape(boxes)[1], out_h, out_w, channels))
+        return roi_align(
+            [features],
+            boxes,
+            output_size=self.output_size,
+            sampling_ratio=self.sampling_ratio,
+            aligned=self.aligned,
+        )
 
     def compute_output_shape(self, features_shape, boxes_shape):
         return (boxes_shape[0], boxes_shape[1], *self.output_size, features_shape[3])

@@ -4,7 +4,7 @@ import math
 import re
 
 from kapps.export import keras_runner, onnx_runner, saved_model_runner, tflite_runner, writers
-from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
+from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level, roi_align
 
 import keras
 import numpy as np
@@ -293,3 +293,19 @@ def test_fpn_level_is_equation_1():
     assert keras.ops.convert_to_numpy(fpn_level(np.array([[0.0, 0.0, 0.56, 0.14]]), image_size=image))[0] == 4
     with pytest.raises(ValueError, match="k_min must not exceed k_max"):
         fpn_level(boxes, image_size=image, k_min=5, k_max=2)
+
+
+def test_roi_align_reads_each_box_from_its_own_level():
+    """`roi_align` over a pyramid (one GATHER from the concatenated maps) equals RoIAlign on the box's own map."""
+    rng = np.random.default_rng(3)
+    maps = [rng.normal(size=(2, 12 // 2**k, 16 // 2**k, CHANNELS)).astype("float32") for k in range(3)]
+    boxes = boxes_for(2)
+    levels = rng.integers(0, 3, size=boxes.shape[:2]).astype("int32")
+    got = keras.ops.convert_to_numpy(
+        roi_align(maps, boxes, levels=levels, output_size=(3, 4), sampling_ratio=2, aligned=True)
+    )
+    layer = RoIAlign((3, 4), sampling_ratio=2, aligned=True)
+    per_level = [keras.ops.convert_to_numpy(layer(m, boxes)) for m in maps]
+    expected = np.choose(levels[..., None, None, None], per_level)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.abs(per_level[0] - per_level[1]).max() > 0.1  # the levels differ, so a wrong level would show
