@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import keras
@@ -147,7 +148,7 @@ def split_batch(outputs: dict) -> list[dict]:
 
 
 def collect_detections(
-    model: keras.Model, dataset: tf.data.Dataset, *, limit: int | None = None
+    model: keras.Model, dataset: tf.data.Dataset, *, limit: int | None = None, timings: list | None = None
 ) -> tuple[list[dict], list[dict]]:
     """Run a detector's inference model over a batched dataset and keep, per image, its targets and detections.
 
@@ -155,6 +156,8 @@ def collect_detections(
         model: inference model, images (B, H, W, 3) in [0, 1] -> {"boxes", "scores", "classes", "num_detections"}.
         dataset: batched `(images, targets)` dataset, targets as the detection sources make them; one pass.
         limit: evaluate at most this many images (None: the whole dataset).
+        timings: a list that receives `(seconds, images)` of each batch's model call after the first (whose
+            seconds are mostly tracing), outputs fetched.
 
     Returns:
         `(ground_truth, detections)`: two lists with one dict of numpy arrays per image, in dataset order, that
@@ -166,9 +169,12 @@ def collect_detections(
     # One graph per call, traced again only for a new batch shape (a last, smaller batch): predict_on_batch would
     # make a new function for every inference model the callback builds, and warn about retracing.
     run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-    for images, targets, *_ in dataset:
-        outputs = run(images)
-        detections.extend(split_batch(outputs))
+    for number, (images, targets, *_) in enumerate(dataset):
+        start = time.perf_counter()
+        found = split_batch(run(images))
+        if timings is not None and number > 0:
+            timings.append((time.perf_counter() - start, len(found)))
+        detections.extend(found)
         truth = {key: np.asarray(value) for key, value in targets.items() if key in ("boxes", "classes", "crowd")}
         ground_truth.extend({key: value[i] for key, value in truth.items()} for i in range(len(truth["boxes"])))
         if limit is not None and len(detections) >= limit:
@@ -196,7 +202,8 @@ def evaluate_detector(
         verbose: print pycocotools' summary table.
 
     Returns:
-        `coco_evaluate`'s dict. For the per-image detections themselves, use `collect_detections`.
+        `coco_evaluate`'s dict, plus `"seconds_per_image"`: the model's time per image over the batches after the
+        first (None with a single batch). For the per-image detections themselves, use `collect_detections`.
     """
     if image_size is None:
         height, width = dataset.element_spec[0].shape[1:3]
@@ -205,8 +212,12 @@ def evaluate_detector(
                 "image_size must be given when the dataset's images have no fixed size. Received: image_size=None"
             )
         image_size = (int(height), int(width))
-    ground_truth, detections = collect_detections(model, dataset, limit=limit)
-    return coco_evaluate(ground_truth, detections, class_names=class_names, image_size=image_size, verbose=verbose)
+    timings: list[tuple[float, int]] = []
+    ground_truth, detections = collect_detections(model, dataset, limit=limit, timings=timings)
+    result = coco_evaluate(ground_truth, detections, class_names=class_names, image_size=image_size, verbose=verbose)
+    images = sum(count for _, count in timings)
+    result["seconds_per_image"] = sum(seconds for seconds, _ in timings) / images if images else None
+    return result
 
 
 class DetectionMetrics(keras.callbacks.Callback):
