@@ -98,17 +98,7 @@ def main(
     except ValueError as err:
         raise OptionError(f"These options do not make a YOLO v1: {err}") from None
 
-    source_kwargs = {}
-    if scenes is not None:
-        if opts.data != "shapes":
-            raise OptionError(f"--scenes sets the size of the shapes source, not of {opts.data!r}.")
-        try:
-            sizes = tuple(int(n) for n in scenes.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 3 or min(sizes) < 1:
-            raise OptionError(f"--scenes takes three positive counts such as 4000,500,500, not {scenes!r}.")
-        source_kwargs["sizes"] = sizes
+    source_kwargs = kapps.train.scene_counts(scenes, data=opts.data)
 
     # 1. Data: images with padded boxes; training flips and rescales them, and the loss reads them as a grid.
     data = load_detection(

@@ -10,7 +10,7 @@ from kapps.train.distribute import STRATEGIES, make_strategy
 from kapps.train.engine import Run, fit, seed_everything
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
-from kapps.train.recipe import run_config
+from kapps.train.recipe import run_config, scene_counts
 from kapps.train.schedules import warmup_cosine
 from kapps.train.transfer import attach_head, freeze, unfreeze_top
 
@@ -30,6 +30,7 @@ __all__ = [
     "recipe_command",
     "resolve_precision",
     "run_config",
+    "scene_counts",
     "seed_everything",
     "warmup_cosine",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kapps.errors import OptionError
 from kapps.registry import info
 
 
@@ -27,3 +28,23 @@ def run_config(model: str, *, kwargs: dict, data, **more) -> dict:
         "preprocessing": entry.input_convention(kwargs.get("weights")),
         **more,
     }
+
+
+def scene_counts(scenes: str | None, *, data: str) -> dict:
+    """The keywords that `--scenes TRAIN,VAL,TEST` gives the shapes source: `{"sizes": (train, val, test)}`, or
+    `{}` without the option.
+
+    Raises:
+        OptionError: the option is given for another source, or is not three positive counts.
+    """
+    if scenes is None:
+        return {}
+    if data != "shapes":
+        raise OptionError(f"--scenes sets the size of the shapes source, not of {data!r}.")
+    try:
+        sizes = tuple(int(n) for n in scenes.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise OptionError(f"--scenes takes three positive counts such as 4000,500,500, not {scenes!r}.")
+    return {"sizes": sizes}
