@@ -2,6 +2,10 @@
 
 YOLO v1 (Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection", CVPR 2016): `YoloV1Loss` is the
 paper's sum-squared error (its equation 3), on the targets `kapps.detection.yolo_v1_targets` encodes.
+
+Faster R-CNN (Ren et al., NeurIPS 2015) and Fast R-CNN (Girshick, ICCV 2015): `rpn_losses` and `box_head_losses`,
+the two stages' multitask losses (log loss + smooth L1), on the targets of `kapps.detection.rpn_targets` and
+`kapps.detection.roi_targets`.
 """
 
 from __future__ import annotations
@@ -88,3 +92,66 @@ class YoloV1Loss(keras.losses.Loss):
             lambda_noobj=self.lambda_noobj,
         )
         return config
+
+
+def smooth_l1(difference, *, beta: float = 1.0):
+    """Smooth L1 of each element (Girshick 2015, eq. 3): `0.5 x^2 / beta` below `beta`, `|x| - 0.5 beta` above."""
+    absolute = ops.abs(difference)
+    return ops.where(absolute < beta, 0.5 * ops.square(absolute) / beta, absolute - 0.5 * beta)
+
+
+def rpn_losses(labels, target_deltas, objectness, deltas, *, beta: float = 1.0 / 9.0):
+    """The RPN's loss terms (Ren et al. 2015, eq. 1): log loss over the sampled anchors, smooth L1 over the
+    positive ones, each divided by the number of sampled anchors (the mini-batch normalisation of the released
+    code, which the paper's lambda = 10 with N_reg ~ 2,400 locations approximates).
+
+    Args:
+        labels: `(B, A)` int: 1 positive, 0 negative, -1 not sampled (`kapps.detection.rpn_targets`).
+        target_deltas: `(B, A, 4)` encoded boxes of the positives.
+        objectness: `(B, A)` logits.
+        deltas: `(B, A, 4)` predicted deltas.
+        beta: smooth L1's switch point (1/9, as in Detectron, for the unnormalised RPN deltas).
+
+    Returns:
+        `(class_loss, box_loss)`, two scalars.
+    """
+    labels = ops.cast(labels, "int32")
+    sampled = ops.cast(labels >= 0, "float32")
+    positive = ops.cast(labels == 1, "float32")
+    count = ops.maximum(ops.sum(sampled), 1.0)
+    log_loss = keras.losses.binary_crossentropy(
+        positive[..., None], ops.cast(objectness, "float32")[..., None], from_logits=True
+    )
+    class_loss = ops.sum(log_loss * sampled) / count
+    box = ops.sum(smooth_l1(ops.cast(deltas, "float32") - target_deltas, beta=beta), axis=-1)
+    return class_loss, ops.sum(box * positive) / count
+
+
+def box_head_losses(labels, target_deltas, class_logits, deltas, *, beta: float = 1.0):
+    """The RoI head's multitask loss (Girshick 2015, eq. 1, lambda = 1): log loss over the sampled RoIs and smooth
+    L1 of the true class's deltas over the foreground ones, each divided by the number of sampled RoIs.
+
+    Args:
+        labels: `(B, S)` int: class + 1 for foreground, 0 background, -1 padding (`kapps.detection.roi_targets`).
+        target_deltas: `(B, S, 4)` encoded boxes of the foreground RoIs.
+        class_logits: `(B, S, C + 1)`, background first.
+        deltas: `(B, S, 4 C)`, one box per class.
+        beta: smooth L1's switch point.
+
+    Returns:
+        `(class_loss, box_loss)`, two scalars.
+    """
+    labels = ops.cast(labels, "int32")
+    sampled = ops.cast(labels >= 0, "float32")
+    count = ops.maximum(ops.sum(sampled), 1.0)
+    log_loss = keras.losses.sparse_categorical_crossentropy(
+        ops.maximum(labels, 0), ops.cast(class_logits, "float32"), from_logits=True
+    )
+    class_loss = ops.sum(log_loss * sampled) / count
+    num_classes = class_logits.shape[-1] - 1
+    per_class = ops.reshape(ops.cast(deltas, "float32"), (ops.shape(deltas)[0], ops.shape(deltas)[1], num_classes, 4))
+    true_class = ops.one_hot(ops.maximum(labels - 1, 0), num_classes)[..., None]  # (B, S, C, 1)
+    predicted = ops.sum(per_class * true_class, axis=2)  # (B, S, 4)
+    foreground = ops.cast(labels > 0, "float32")
+    box = ops.sum(smooth_l1(predicted - target_deltas, beta=beta), axis=-1)
+    return class_loss, ops.sum(box * foreground) / count
