@@ -1,6 +1,6 @@
 """Box math for detectors, one concern a module: formats and IoU (`boxes`), the Faster R-CNN box coder
-(`coder`), anchors (`anchor_grid`), training targets (`targets`) and non-maximum suppression that exports
-(`suppression`). Every public name is importable from here.
+(`coder`), anchors (`anchor_grid`), training targets (`targets`: YOLO v1's grid, Faster R-CNN's RPN and RoI
+samples) and non-maximum suppression that exports (`suppression`). Every public name is importable from here.
 
     >>> from kapps.detection import batched_nms, iou
 """
@@ -9,7 +9,7 @@ from kapps.detection.anchor_grid import anchors
 from kapps.detection.boxes import FORMATS, area, clip, convert_format, elementwise_iou, iou
 from kapps.detection.coder import MAX_LOG_SCALE, decode, encode
 from kapps.detection.suppression import batched_nms, check_nms_settings, nms
-from kapps.detection.targets import yolo_v1_targets
+from kapps.detection.targets import roi_targets, rpn_targets, yolo_v1_targets
 
 __all__ = [
     "FORMATS",
@@ -25,5 +25,7 @@ __all__ = [
     "encode",
     "iou",
     "nms",
+    "roi_targets",
+    "rpn_targets",
     "yolo_v1_targets",
 ]
