@@ -23,6 +23,8 @@ onnxruntime 1.32):
   (TOPK_V2, TopK): identical to the greedy reference on those scenes, in TF, TFLite and onnxruntime. Traced, it
   costs more than the one NMS (64 images of 98 boxes: 14 ms against 10 ms with 3 classes, 140 ms against 18 ms
   with 80); eagerly it is a Python loop of one op per class with candidates (32 ms against 450 ms, 3 classes).
+- Boxes one per class, `(B, N, C, 4)` (Fast and Faster R-CNN's box heads), take the same loops: the class loop
+  slices its class's boxes from `(B, C, N, 4)` beside its scores, and the same builtins and ONNX nodes come out.
 """
 
 from __future__ import annotations
@@ -103,15 +105,16 @@ def _nms_op(boxes, scores, *, max_detections, iou_threshold, score_threshold):
 
 
 def _kept_per_row(boxes, rows, **settings):
-    """NMS of each image's `(N, 4)` boxes under each of its R rows of scores: `(B, N, 4)`, `(B, R, N)` -> kept box
-    indices `(B, R, K)` (0 past the count), their scores `(B, R, K)` and the counts `(B, R)`."""
+    """NMS of each image's `(N, 4)` boxes under each of its R rows of scores: boxes `(B, N, 4)` shared by the rows
+    or `(B, R, N, 4)` one set a row, scores `(B, R, N)` -> kept box indices `(B, R, K)` (0 past the count), their
+    scores `(B, R, K)` and the counts `(B, R)`."""
     if tf.executing_eagerly():
         return _kept_per_row_eagerly(boxes, rows, **settings)
     k = settings["max_detections"]
 
     def image(i, kept_rows, kept_scores, kept_counts):
         def row(r, found_rows, found_scores, found_counts):
-            indices, scores, count = _nms_op(boxes[i], rows[i, r], **settings)
+            indices, scores, count = _nms_op(_row_boxes(boxes, i, r), rows[i, r], **settings)
             return (
                 r + 1,
                 tf.concat([found_rows, indices[None]], 0),
@@ -142,6 +145,11 @@ def _kept_per_row(boxes, rows, **settings):
     return kept
 
 
+def _row_boxes(boxes, i, r):
+    """The `(N, 4)` boxes of image `i` that row `r` scores: the image's own, or the row's when there is one a row."""
+    return boxes[i] if len(boxes.shape) == 3 else boxes[i, r]
+
+
 def _kept_per_row_eagerly(boxes, rows, **settings):
     """`_kept_per_row` as a Python loop of one op per (image, row) with candidates. Eagerly, the `tf.while_loop`s
     would run in Python too, at ten ops an iteration: 9.6 s of CPU for 64 images of 98 boxes and 80 classes, where
@@ -153,7 +161,7 @@ def _kept_per_row_eagerly(boxes, rows, **settings):
     kept_scores = np.zeros((batch, num_rows, k), np.float32)
     kept_counts = np.zeros((batch, num_rows), np.int32)
     for i, r in zip(*np.nonzero(np.max(rows, axis=-1, initial=-np.inf) > settings["score_threshold"]), strict=True):
-        indices, scores, count = _nms_op(boxes[i], rows[i, r], **settings)
+        indices, scores, count = _nms_op(_row_boxes(boxes, i, r), rows[i, r], **settings)
         kept_rows[i, r], kept_scores[i, r], kept_counts[i, r] = indices, scores, count
     return tf.constant(kept_rows), tf.constant(kept_scores), tf.constant(kept_counts)
 
@@ -173,13 +181,15 @@ def batched_nms(
     so one box can be detected as two classes, and boxes suppress each other only within a class: one NMS runs
     per class on the unshifted boxes (not the class-offset trick, whose float32 rounding changes results at pixel
     coordinates; see the module docstring). With `per_class=False`, each box is one candidate, of its best class
-    and that class's score, and boxes suppress each other whatever their class. Either way an image keeps at most
+    and that class's score, and boxes suppress each other whatever their class. Boxes may also come one per class,
+    `(B, N, C, 4)`, as Fast R-CNN's box head regresses them (Girshick 2015, "Fast R-CNN", sec. 2.3): class c's NMS
+    then runs on `boxes[:, :, c]`, and only with `per_class=True`. Either way an image keeps at most
     `max_detections` detections in all, the best ones; equal scores rank by class, then by rank within the class.
     The images, and in each the classes, go through `tf.while_loop`s around the `NonMaxSuppressionV5` op, which
     export with a dynamic batch (see the module docstring).
 
     Args:
-        boxes: `(B, N, 4)` boxes (`rel_xyxy`, or any corner format).
+        boxes: `(B, N, 4)` boxes (`rel_xyxy`, or any corner format), or `(B, N, C, 4)`, a box for each class.
         class_scores: `(B, N, C)` per-class scores (probabilities, not logits, for `score_threshold` to mean
             something).
         max_detections: K, the rows of each image's result.
@@ -194,9 +204,19 @@ def batched_nms(
     check_nms_settings(max_detections=max_detections, iou_threshold=iou_threshold)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     class_scores = tf.convert_to_tensor(class_scores, tf.float32)
-    if boxes.shape.rank != 3 or class_scores.shape.rank != 3:
+    if boxes.shape.rank not in (3, 4) or class_scores.shape.rank != 3:
         raise ValueError(
-            "batched_nms expects boxes (B, N, 4) and class_scores (B, N, C). "
+            "batched_nms expects boxes (B, N, 4) or (B, N, C, 4) and class_scores (B, N, C). "
+            f"Received: boxes.shape={boxes.shape}, class_scores.shape={class_scores.shape}"
+        )
+    if boxes.shape.rank == 4 and not per_class:
+        raise ValueError(
+            "batched_nms takes boxes of one per class, (B, N, C, 4), only with per_class=True. "
+            f"Received: boxes.shape={boxes.shape}, per_class=False"
+        )
+    if boxes.shape.rank == 4 and not boxes.shape[2:].is_compatible_with([class_scores.shape[2], 4]):
+        raise ValueError(
+            "batched_nms expects boxes (B, N, C, 4) with the C of class_scores (B, N, C). "
             f"Received: boxes.shape={boxes.shape}, class_scores.shape={class_scores.shape}"
         )
     settings = dict(
@@ -210,12 +230,15 @@ def _batched_nms(boxes, class_scores, *, max_detections, iou_threshold, score_th
     k = max_detections
     # A box without area (one beyond the image, clipped to its edge) is no detection. Left in, TFLite's NMS kernel
     # returned one such box over and over, where TensorFlow returns it once.
-    has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
-    class_scores = tf.where(has_area[..., None], class_scores, tf.zeros_like(class_scores))
+    has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])  # (B, N), or (B, N, C)
+    one_per_class = boxes.shape.rank == 4
+    has_area = has_area if one_per_class else has_area[..., None]
+    class_scores = tf.where(has_area, class_scores, tf.zeros_like(class_scores))
     # (B, C, N), one NMS per class, row r is class r; or (B, 1, N), every box by its best class
     rows = tf.transpose(class_scores, [0, 2, 1]) if per_class else tf.reduce_max(class_scores, axis=-1)[:, None]
+    row_boxes = tf.transpose(boxes, [0, 2, 1, 3]) if one_per_class else boxes  # (B, C, N, 4), or (B, N, 4)
     kept_rows, kept_scores, kept_counts = _kept_per_row(
-        boxes, rows, max_detections=k, iou_threshold=iou_threshold, score_threshold=score_threshold
+        row_boxes, rows, max_detections=k, iou_threshold=iou_threshold, score_threshold=score_threshold
     )
     # (B, R, K) -> each image's best K of its R * K: padding ranks last, equal scores keep the lower (row, rank)
     # first. Padding is the lowest finite float, not -inf: tf2onnx turns `tf.where(kept, scores, 0.0)` into
@@ -234,6 +257,11 @@ def _batched_nms(boxes, class_scores, *, max_detections, iou_threshold, score_th
         classes = order // k
     else:
         classes = _gather_or(tf.argmax(class_scores, axis=-1, output_type=tf.int32), box_rows, -1, batch_dims=1)
+    if one_per_class:
+        # (B, N * C, 4): box n of class c is row n * C + c
+        num_classes = tf.shape(boxes)[2]
+        boxes = tf.reshape(boxes, [batch, tf.shape(boxes)[1] * num_classes, 4])
+        box_rows = tf.where(box_rows >= 0, box_rows * num_classes + classes, -1)
     return {
         "boxes": _gather_or(boxes, box_rows, 0.0, batch_dims=1),
         "scores": tf.where(kept, scores, 0.0),

@@ -11,7 +11,8 @@ import keras
 class NonMaxSuppression(keras.layers.Layer):
     """The end of a detector's inference model: scored boxes in, kapps' padded detections out.
 
-    Calls `kapps.detection.batched_nms`: boxes `(B, N, 4)` `rel_xyxy` and class scores `(B, N, C)` in, a dict
+    Calls `kapps.detection.batched_nms`: boxes `(B, N, 4)` `rel_xyxy` (or `(B, N, C, 4)`, a box for each class, as
+    Fast and Faster R-CNN's box heads regress them; only with `per_class`) and class scores `(B, N, C)` in, a dict
     `{"boxes": float32 (B, K, 4), "scores": float32 (B, K), "classes": int32 (B, K), "num_detections": int32
     (B,)}` out, each image's detections by descending score, then padding rows (box 0, score 0, class -1). It
     exports with a free batch axis: TFLite builtins (NON_MAX_SUPPRESSION_V5) and ONNX (NonMaxSuppression). The
@@ -55,10 +56,15 @@ class NonMaxSuppression(keras.layers.Layer):
         )
 
     def compute_output_spec(self, boxes, class_scores):
-        if len(boxes.shape) != 3 or boxes.shape[-1] != 4 or len(class_scores.shape) != 3:
+        if len(boxes.shape) not in (3, 4) or boxes.shape[-1] != 4 or len(class_scores.shape) != 3:
             raise ValueError(
-                "NonMaxSuppression expects boxes (batch, N, 4) and class_scores (batch, N, classes). "
-                f"Received: boxes.shape={boxes.shape}, class_scores.shape={class_scores.shape}"
+                "NonMaxSuppression expects boxes (batch, N, 4) or (batch, N, classes, 4) and class_scores "
+                f"(batch, N, classes). Received: boxes.shape={boxes.shape}, class_scores.shape={class_scores.shape}"
+            )
+        if len(boxes.shape) == 4 and not self.per_class:
+            raise ValueError(
+                "NonMaxSuppression takes boxes (batch, N, classes, 4), one per class, only with per_class=True. "
+                f"Received: boxes.shape={boxes.shape}, per_class=False"
             )
         batch, k = boxes.shape[0], self.max_detections
         return {

@@ -126,7 +126,9 @@ def test_batched_nms_of_images_without_boxes(per_class):
 
 
 def test_batched_nms_bad_arguments():
-    with pytest.raises(ValueError, match=re.escape("expects boxes (B, N, 4) and class_scores (B, N, C)")):
+    with pytest.raises(
+        ValueError, match=re.escape("expects boxes (B, N, 4) or (B, N, C, 4) and class_scores (B, N, C)")
+    ):
         suppression.batched_nms(CLUSTERS, SCORES)
     with pytest.raises(ValueError, match=re.escape("max_detections must be a positive integer")):
         suppression.batched_nms(CLUSTERS[None], SCORES[None, :, None], max_detections=0)
@@ -206,3 +208,88 @@ def test_crowded_pixel_scenes_match_a_greedy_nms_exactly(per_class):
                 np.testing.assert_array_equal(out["scores"][i, :n], [score for score, *_ in kept])
                 np.testing.assert_array_equal(out["classes"][i, :n], [c for _, c, _ in kept])
                 assert (out["classes"][i, n:] == -1).all() and (out["scores"][i, n:] == 0).all()
+
+
+def per_class_scene(rng, *, boxes=64, classes=4):
+    """One image's `(boxes, classes, 4)` pixel boxes, each class's copy of a box jittered on its own (as a box head
+    regresses one box per class), and `(boxes, classes)` distinct scores, half of them 0."""
+    corners, scores = pixel_scene(rng, boxes=boxes, classes=classes, per_cluster=8)
+    sides = corners[:, None, 2:] - corners[:, None, :2]
+    shift = rng.normal(0.0, 0.05, (boxes, classes, 4)) * np.concatenate([sides, sides], -1)
+    per_class = (corners[:, None] + shift).astype("float32")
+    per_class[..., 2:] = np.maximum(per_class[..., 2:], per_class[..., :2] + 0.5)  # every box keeps an area
+    return per_class, scores
+
+
+def greedy_nms_per_class_boxes(boxes, class_scores, **settings):
+    """`greedy_nms` of each class on that class's boxes, then the best `max_detections` of all classes; returns
+    `[(score, class, box index)]` by descending score."""
+    found = []
+    for c in range(class_scores.shape[1]):
+        kept = greedy_nms(boxes[:, c], class_scores[:, [c]], per_class=True, **settings)
+        found += [(score, c, index) for score, _, index in kept]
+    return sorted(found, key=lambda f: -f[0])[: settings["max_detections"]]
+
+
+def test_boxes_one_per_class_match_a_greedy_nms_per_class():
+    """Two images of 64 boxes with a box for each of 4 classes: the kept boxes (each of its class), scores and
+    classes, in order, are those of a greedy NMS run class by class on that class's boxes, eagerly and traced."""
+    rng = np.random.default_rng(5)
+    boxes, scores = (np.stack(parts) for parts in zip(*[per_class_scene(rng) for _ in range(2)], strict=True))
+    for image in boxes:
+        for c in range(boxes.shape[2]):
+            overlaps = iou_matrix(image[:, c])
+            np.fill_diagonal(overlaps, 0.0)
+            assert np.abs(overlaps - 0.5).min() > 2e-6
+    settings = dict(iou_threshold=0.5, score_threshold=0.05)
+    # The classes' boxes differ enough that suppressing with class 0's boxes for every class keeps others.
+    kept = greedy_nms_per_class_boxes(boxes[0], scores[0], max_detections=256, **settings)
+    first_class_boxes = greedy_nms(boxes[0, :, 0], scores[0], max_detections=256, per_class=True, **settings)
+    assert {(c, i) for _, c, i in kept} != {(c, i) for _, c, i in first_class_boxes}
+    for k in (256, 20):
+        expected = [greedy_nms_per_class_boxes(boxes[i], scores[i], max_detections=k, **settings) for i in range(2)]
+        for run in (suppression.batched_nms, tf.function(suppression.batched_nms)):
+            out = {key: numpy(v) for key, v in run(boxes, scores, max_detections=k, **settings).items()}
+            for i, kept in enumerate(expected):
+                n = len(kept)
+                assert n == k if k == 20 else 20 < n < k
+                assert out["num_detections"][i] == n
+                np.testing.assert_array_equal(out["scores"][i, :n], [score for score, *_ in kept])
+                np.testing.assert_array_equal(out["classes"][i, :n], [c for _, c, _ in kept])
+                np.testing.assert_array_equal(out["boxes"][i, :n], [boxes[i, index, c] for _, c, index in kept])
+                assert (out["classes"][i, n:] == -1).all() and not out["boxes"][i, n:].any()
+
+
+def test_boxes_one_per_class_equal_one_run_per_class():
+    """Per-class boxes are the (B, N, 4) path run once per class on that class's boxes (its scores only), merged."""
+    rng = np.random.default_rng(6)
+    boxes, scores = (np.stack(parts) for parts in zip(*[per_class_scene(rng) for _ in range(2)], strict=True))
+    k = 24
+    out = batched(boxes, scores, max_detections=k)
+    for i in range(2):
+        merged = []
+        for c in range(scores.shape[2]):
+            alone = np.zeros_like(scores[i : i + 1])
+            alone[..., c] = scores[i : i + 1, :, c]
+            one = batched(boxes[i : i + 1, :, c], alone, max_detections=k)
+            merged += [(s, c, tuple(b)) for s, b in zip(one["scores"][0], one["boxes"][0], strict=True) if s > 0]
+        merged = sorted(merged, key=lambda m: (-m[0], m[1]))[:k]
+        np.testing.assert_array_equal(out["scores"][i], [s for s, _, _ in merged])
+        np.testing.assert_array_equal(out["classes"][i], [c for _, c, _ in merged])
+        np.testing.assert_array_equal(out["boxes"][i], [b for _, _, b in merged])
+
+
+def test_a_box_of_one_class_without_area_is_no_detection_of_that_class():
+    # box 0 is flat as class 0, fine as class 1
+    boxes = np.array([[[[0.3, 1.0, 0.4, 1.0], [0.1, 0.1, 0.4, 0.4]], [[0.5, 0.5, 0.9, 0.9], [0.5, 0.5, 0.9, 0.9]]]])
+    out = batched(boxes, [[[0.9, 0.8], [0.7, 0.1]]], max_detections=3)
+    np.testing.assert_array_equal(out["classes"], [[1, 0, 1]])
+    np.testing.assert_allclose(out["boxes"][0], [[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.5, 0.5, 0.9, 0.9]])
+
+
+def test_boxes_one_per_class_bad_arguments():
+    boxes, scores = np.zeros((1, 3, 2, 4), "float32"), np.zeros((1, 3, 2), "float32")
+    with pytest.raises(ValueError, match=re.escape("only with per_class=True. Received: boxes.shape=(1, 3, 2, 4)")):
+        suppression.batched_nms(boxes, scores, per_class=False)
+    with pytest.raises(ValueError, match=re.escape("with the C of class_scores (B, N, C)")):
+        suppression.batched_nms(boxes, np.zeros((1, 3, 5), "float32"))

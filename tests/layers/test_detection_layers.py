@@ -44,6 +44,27 @@ def detector(**settings) -> keras.Model:
     return keras.Model(rows, NonMaxSuppression(**settings, name="nms")(boxes, scores))
 
 
+def per_class_detector(**settings) -> keras.Model:
+    """The stand-in detector with a box for each class, as Fast R-CNN's box head regresses them: rows of
+    `[4 * C box coordinates, C scores]` -> boxes (batch, 12, C, 4) and class scores -> NMS."""
+    rows = keras.Input((NUM_BOXES, 5 * NUM_CLASSES), name="image")
+    kernel = np.eye(5 * NUM_CLASSES, dtype="float32")
+    copy = keras.initializers.Constant(kernel[:, : 4 * NUM_CLASSES])
+    boxes = keras.layers.Dense(4 * NUM_CLASSES, use_bias=False, kernel_initializer=copy, name="boxes")(rows)
+    boxes = keras.layers.Reshape((NUM_BOXES, NUM_CLASSES, 4), name="box_per_class")(boxes)
+    copy = keras.initializers.Constant(kernel[:, 4 * NUM_CLASSES :])
+    scores = keras.layers.Dense(NUM_CLASSES, use_bias=False, kernel_initializer=copy, name="class_scores")(rows)
+    return keras.Model(rows, NonMaxSuppression(**settings, name="nms")(boxes, scores))
+
+
+def per_class_scene(batch: int, seed: int = 0) -> np.ndarray:
+    """`scene` with each box moved on its own for every class: (batch, 12, 4 * 3 + 3)."""
+    rows = scene(batch, seed)
+    shift = np.random.default_rng(seed + 100).normal(0.0, 0.02, (batch, NUM_BOXES, NUM_CLASSES, 4))
+    boxes = rows[..., None, :4] + shift.astype("float32")
+    return np.concatenate([boxes.reshape(batch, NUM_BOXES, 4 * NUM_CLASSES), rows[..., 4:]], axis=-1)
+
+
 def test_the_layer_is_batched_nms():
     rows = scene(2)
     layer = NonMaxSuppression(max_detections=5, iou_threshold=0.4, score_threshold=0.1, per_class=False)
@@ -64,6 +85,18 @@ def test_functional_output_specs():
         "classes": ((None, 7), "int32"),
         "num_detections": ((None,), "int32"),
     }
+
+
+def test_per_class_boxes_output_specs_and_per_class_only():
+    model = per_class_detector(max_detections=7)
+    assert {k: tuple(v.shape) for k, v in model.output.items()} == {
+        "boxes": (None, 7, 4),
+        "scores": (None, 7),
+        "classes": (None, 7),
+        "num_detections": (None,),
+    }
+    with pytest.raises(ValueError, match=re.escape("only with per_class=True. Received: boxes.shape=(None, 5, 3, 4)")):
+        NonMaxSuppression(per_class=False)(keras.Input((5, 3, 4)), keras.Input((5, 3)))
 
 
 def test_saves_and_loads_safely(tmp_path):
@@ -149,6 +182,33 @@ def test_detections_are_the_same_in_every_runtime(tmp_path):
             got = run(rows)
             assert set(got) == set(expected), (name, sorted(got))
             np.testing.assert_array_equal(got["num_detections"], expected["num_detections"], err_msg=name)
+            np.testing.assert_array_equal(got["classes"], expected["classes"], err_msg=name)
+            np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-5, err_msg=name)
+
+
+def test_per_class_boxes_export_with_the_same_detections(tmp_path):
+    """Boxes one per class go through the same loops of NMS ops: TFLite builtins and ONNX NonMaxSuppression, with
+    the Keras model's detections, each box its class's own."""
+    model = per_class_detector(max_detections=16, iou_threshold=0.4, score_threshold=0.2)
+    saved = writers.write_saved_model(model, tmp_path / "saved_model")
+    tflite = writers.write_tflite(saved, tmp_path / "model.tflite")  # builtins only: Select TF ops would fail here
+    onnx_path = writers.write_onnx(model, tmp_path / "model.onnx", opset=17)
+    assert "NON_MAX_SUPPRESSION_V5" in tflite_ops(tflite)
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in tflite_ops(tflite))
+    assert "NonMaxSuppression" in graph_ops(onnx.load(str(onnx_path)).graph)
+    runners = {"tflite": tflite_runner(tflite), "onnx": onnx_runner(onnx_path)}
+    for batch in (1, 2):
+        rows = per_class_scene(batch, seed=batch)
+        expected = keras_runner(model)(rows)
+        count = expected["num_detections"]
+        assert np.all(count > 0) and len(np.unique(expected["classes"][0, : count[0]])) == NUM_CLASSES
+        own = rows[0, :, : 4 * NUM_CLASSES].reshape(NUM_BOXES, NUM_CLASSES, 4)
+        detections = zip(expected["boxes"][0, : count[0]], expected["classes"][0, : count[0]], strict=True)
+        assert all((box == own[:, c]).all(axis=1).any() for box, c in detections)
+        for name, run in runners.items():
+            got = run(rows)
+            np.testing.assert_array_equal(got["num_detections"], count, err_msg=name)
             np.testing.assert_array_equal(got["classes"], expected["classes"], err_msg=name)
             np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-5, err_msg=name)
             np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-5, err_msg=name)
