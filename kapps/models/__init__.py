@@ -17,7 +17,7 @@ from kapps.models.backbones import (
     stage_layers,
     transfer_backbone,
 )
-from kapps.models.detection import darknet24, darknet_small, yolo_v1
+from kapps.models.detection import FasterRCNNTrainer, darknet24, darknet_small, faster_rcnn, yolo_v1
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
@@ -52,6 +52,7 @@ from kapps.models.vgg import (
 from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, info, list_models
 
 __all__ = [
+    "FasterRCNNTrainer",
     "FeatureMap",
     "ModelInfo",
     "TASKS",
@@ -63,6 +64,7 @@ __all__ = [
     "darknet24",
     "darknet_small",
     "detection",
+    "faster_rcnn",
     "feature_maps",
     "googlenet",
     "googlenet_main_output",
