@@ -321,11 +321,11 @@ class FasterRCNNTrainer(keras.Model):
             name="features",
         )
         self.sampling_seed = keras.random.SeedGenerator(self.seed, name="sampling_seed")
-        self.trackers = {
-            key: keras.metrics.Mean(name=key)
-            for key in ("loss", "rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss")
-        }
+        self.trackers = {key: keras.metrics.Mean(name=key) for key in ("loss", *self.TERMS)}
         self.built = True  # every weight is the detector's, built with it
+
+    # The loss terms, in the order the metrics report them; a subclass with more heads adds its own.
+    TERMS = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss")
 
     def call(self, images, training=False):
         return self.detector(images, training=training)
@@ -360,14 +360,25 @@ class FasterRCNNTrainer(keras.Model):
         pooled = self.roi_pool(outputs["maps"], rois["rois"])
         class_logits, deltas = self.box_head(pooled, training=training)
         class_loss, box_loss = box_head_losses(rois["labels"], rois["deltas"], class_logits, deltas)
-        total = rpn_class + rpn_box + class_loss + box_loss
-        return {
-            "loss": total,
+        terms = {
             "rpn_class_loss": rpn_class,
             "rpn_box_loss": rpn_box,
             "class_loss": class_loss,
             "box_loss": box_loss,
+            **self.head_terms(outputs["maps"], rois, targets, training=training),
         }
+        return {"loss": sum(terms.values()), **terms}
+
+    def head_terms(self, maps, rois, targets, *, training: bool) -> dict:
+        """More loss terms from more RoI heads, by name (`TERMS`): none here; Mask R-CNN's mask loss in a subclass.
+
+        Args:
+            maps: the RoI head's feature maps, shallow to deep.
+            rois: `kapps.detection.roi_targets`' sampled RoIs, their labels, deltas and matched ground-truth rows.
+            targets: the batch's ground truth.
+            training: whether the step trains.
+        """
+        return {}
 
     def train_step(self, data):
         images, targets = data
