@@ -156,8 +156,8 @@ def collect_detections(
         model: inference model, images (B, H, W, 3) in [0, 1] -> {"boxes", "scores", "classes", "num_detections"}.
         dataset: batched `(images, targets)` dataset, targets as the detection sources make them; one pass.
         limit: evaluate at most this many images (None: the whole dataset).
-        timings: a list that receives `(seconds, images)` of each batch's model call after the first (whose
-            seconds are mostly tracing), outputs fetched.
+        timings: a list that receives `(seconds, images)` of each batch's model call, outputs fetched; the first
+            batch then runs twice, untimed the first time, which traces the model.
 
     Returns:
         `(ground_truth, detections)`: two lists with one dict of numpy arrays per image, in dataset order, that
@@ -170,9 +170,11 @@ def collect_detections(
     # make a new function for every inference model the callback builds, and warn about retracing.
     run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
     for number, (images, targets, *_) in enumerate(dataset):
+        if timings is not None and number == 0:
+            run(images)  # traced here, so that the timed call below is the model's time alone
         start = time.perf_counter()
         found = split_batch(run(images))
-        if timings is not None and number > 0:
+        if timings is not None:
             timings.append((time.perf_counter() - start, len(found)))
         detections.extend(found)
         truth = {key: np.asarray(value) for key, value in targets.items() if key in ("boxes", "classes", "crowd")}
@@ -202,8 +204,8 @@ def evaluate_detector(
         verbose: print pycocotools' summary table.
 
     Returns:
-        `coco_evaluate`'s dict, plus `"seconds_per_image"`: the model's time per image over the batches after the
-        first (None with a single batch). For the per-image detections themselves, use `collect_detections`.
+        `coco_evaluate`'s dict, plus `"seconds_per_image"`: the model's time per image over the dataset, tracing
+        left out (None for an empty dataset). For the per-image detections themselves, use `collect_detections`.
     """
     if image_size is None:
         height, width = dataset.element_spec[0].shape[1:3]

@@ -149,10 +149,10 @@ def main(
 
     def build_model() -> keras.Model:
         detector = kapps.models.build("faster_rcnn", **model_kwargs)
-        if pretrained is not None:
-            kapps.models.transfer_backbone(
-                pretrained.model, detector.get_layer(f"{backbone}_backbone"), backbone_name=backbone
-            )
+        if pretrained is not None:  # the classifier's layers that the detector's backbone has (up to C4 without FPN)
+            body = detector.get_layer(f"{backbone}_backbone")
+            weighted = [layer.name for layer in body.layers if layer.weights]
+            kapps.models.copy_weights(pretrained.model, body, layers=weighted)
         trainer = FasterRCNNTrainer(detector, **trainer_kwargs)
         trainer.compile(optimizer=keras.optimizers.Adam(schedule))
         return trainer
