@@ -39,7 +39,7 @@ import keras
 @kapps.train.recipe_command(
     name="faster_rcnn",
     help="Train Faster R-CNN (FPN optional) on shapes scenes (default, offline), tfds:voc/2007 or a VOC/COCO folder.",
-    epochs=12,
+    epochs=4,
     batch_size=8,
     lr=1e-3,
     data="shapes",
@@ -55,7 +55,7 @@ import keras
 @click.option("--train-proposals", type=int, default=300, show_default=True, help="Proposals per image in training.")
 @click.option("--roi-samples", type=int, default=64, show_default=True, help="RoIs sampled per training image.")
 @click.option("--head-units", type=int, default=256, show_default=True, help="Width of the box head's two layers.")
-@click.option("--map-every", type=int, default=3, show_default=True, help="Epochs between validation mAPs.")
+@click.option("--map-every", type=int, default=1, show_default=True, help="Epochs between validation mAPs.")
 @click.option(
     "--pretrain-epochs",
     type=int,

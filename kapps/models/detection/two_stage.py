@@ -385,8 +385,10 @@ class FasterRCNNTrainer(keras.Model):
         seed = tf.cast(self.sampling_seed.next(), tf.int64)
         with tf.GradientTape() as tape:
             terms = self.losses_of(images, targets, seed=seed, training=True)
+            # under mixed_float16, compile() made the optimizer a LossScaleOptimizer, which unscales in apply()
+            scaled = self.optimizer.scale_loss(terms["loss"])
         variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(terms["loss"], variables), variables)
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update(terms)
 
     def test_step(self, data):
