@@ -6,6 +6,9 @@ paper's sum-squared error (its equation 3), on the targets `kapps.detection.yolo
 Faster R-CNN (Ren et al., NeurIPS 2015) and Fast R-CNN (Girshick, ICCV 2015): `rpn_losses` and `box_head_losses`,
 the two stages' multitask losses (log loss + smooth L1), on the targets of `kapps.detection.rpn_targets` and
 `kapps.detection.roi_targets`.
+
+Mask R-CNN (He et al., ICCV 2017): `mask_loss`, the mask branch's per-pixel sigmoid cross-entropy on the true
+class's mask, on the targets of `kapps.detection.mask_targets`.
 """
 
 from __future__ import annotations
@@ -155,3 +158,28 @@ def box_head_losses(labels, target_deltas, class_logits, deltas, *, beta: float 
     foreground = ops.cast(labels > 0, "float32")
     box = ops.sum(smooth_l1(predicted - target_deltas, beta=beta), axis=-1)
     return class_loss, ops.sum(box * foreground) / count
+
+
+def mask_loss(labels, target_masks, mask_logits):
+    """Mask R-CNN's mask loss L_mask (He et al. 2017, sec. 3): the average binary cross-entropy, over the pixels of
+    the foreground RoIs, of the sigmoid of the true class's mask logits; the other classes' masks add nothing, so
+    classes do not compete for a pixel. 0 when a batch has no foreground RoI.
+
+    Args:
+        labels: `(B, R)` int: class + 1 for foreground, 0 background, -1 padding (`kapps.detection.roi_targets`).
+        target_masks: `(B, R, M, M)` of 0 and 1 (`kapps.detection.mask_targets`).
+        mask_logits: `(B, R, M, M, C)`, one mask per class.
+
+    Returns:
+        A scalar.
+    """
+    labels = ops.cast(labels, "int32")
+    logits = ops.cast(mask_logits, "float32")
+    true_class = ops.one_hot(ops.maximum(labels - 1, 0), logits.shape[-1])[:, :, None, None, :]  # (B, R, 1, 1, C)
+    chosen = ops.sum(logits * true_class, axis=-1)  # (B, R, M, M)
+    targets = ops.cast(target_masks, "float32")
+    # the numerically stable form of -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))
+    entropy = ops.relu(chosen) - chosen * targets + ops.log1p(ops.exp(-ops.abs(chosen)))
+    foreground = ops.cast(labels > 0, "float32")[:, :, None, None]
+    pixels = ops.sum(foreground) * chosen.shape[-1] * chosen.shape[-2]
+    return ops.sum(entropy * foreground) / ops.maximum(pixels, 1.0)

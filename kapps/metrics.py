@@ -1,4 +1,5 @@
-"""Detection metrics: COCO-style mean average precision through pycocotools, and a Keras callback that reports it.
+"""Detection metrics: COCO-style mean average precision of boxes and of instance masks through pycocotools, and a
+Keras callback that reports it.
 
 The numbers are pycocotools' own (Lin et al. 2014, "Microsoft COCO: Common Objects in Context"): AP is the
 101-point interpolated area under the precision-recall curve, averaged over the ten IoU thresholds
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -33,15 +35,19 @@ def coco_evaluate(
     *,
     class_names: Sequence[str],
     image_size: tuple[int, int] | None = None,
+    iou_type: str = "bbox",
     verbose: bool = False,
 ) -> dict:
-    """COCO-style box AP of `detections` against `ground_truth`, computed by pycocotools' `COCOeval`.
+    """COCO-style box or mask AP of `detections` against `ground_truth`, computed by pycocotools' `COCOeval`.
 
     One entry per image in each sequence, in the same order. Ground truth: {"boxes": (M, 4) normalised
     [x1, y1, x2, y2], "classes": (M,) int, optional "crowd": (M,) bool, optional "width" and "height" in pixels};
     rows with class < 0 or an all-zero box are padding. Detections: {"boxes": (K, 4), "scores": (K,),
     "classes": (K,), optional "num_detections"}; rows with class < 0 or past num_detections are padding.
     Crowd boxes follow COCO: a detection that lands on one counts neither as a hit nor as a false positive.
+    With `iou_type="segm"` each entry also has "masks", one per row (padding rows included): an `(N, H, W)` array
+    (a pixel is in the mask at 0.5 or more) or a list of COCO RLEs; detections and objects then match by mask IoU
+    (Mask R-CNN's mask AP, He et al. 2017), and areas are the masks'.
 
     Args:
         ground_truth: the true objects of each image.
@@ -49,6 +55,7 @@ def coco_evaluate(
         class_names: the name of each class id, 0-based.
         image_size: (height, width) in pixels of every image whose ground truth has no "height"/"width", usually
             the model's input size.
+        iou_type: `"bbox"` (boxes) or `"segm"` (masks).
         verbose: print pycocotools' summary table.
 
     Returns:
@@ -68,26 +75,38 @@ def coco_evaluate(
         raise ValueError(f"image_size must be (height, width) in pixels. Received: image_size={image_size!r}")
     if not class_names:
         raise ValueError(f"class_names must name at least one class. Received: class_names={class_names!r}")
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm'. Received: iou_type={iou_type!r}")
+    segm = iou_type == "segm"
     images, annotations, results = [], [], []
     for index, (truth, found) in enumerate(zip(ground_truth, detections, strict=True)):
         image_id = index + 1  # COCOeval treats id 0 as "unmatched"
         height, width = _image_size(truth, image_size, index)
         images.append({"id": image_id, "height": height, "width": width})
-        boxes, classes, crowd = _ground_truth_rows(truth)
-        for box, class_id, is_crowd in zip(_to_coco_boxes(boxes, height, width), classes, crowd, strict=True):
+        rows, (boxes, classes, crowd) = _ground_truth_rows(truth)
+        masks = _rles(truth["masks"], rows) if segm else [None] * len(rows)
+        for box, class_id, is_crowd, mask in zip(
+            _to_coco_boxes(boxes, height, width), classes, crowd, masks, strict=True
+        ):
+            annotation = {"bbox": box, "area": box[2] * box[3]}
+            if segm:
+                annotation = {"segmentation": mask, "area": float(mask_utils.area(mask)), "bbox": box}
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": int(class_id) + 1,
-                    "bbox": box,
-                    "area": box[2] * box[3],
+                    **annotation,
                     "iscrowd": int(is_crowd),
                 }
             )
-        boxes, scores, classes = _detection_rows(found)
-        for box, score, class_id in zip(_to_coco_boxes(boxes, height, width), scores, classes, strict=True):
-            results.append({"image_id": image_id, "category_id": int(class_id) + 1, "bbox": box, "score": float(score)})
+        rows, (boxes, scores, classes) = _detection_rows(found)
+        masks = _rles(found["masks"], rows) if segm else [None] * len(rows)
+        for box, score, class_id, mask in zip(
+            _to_coco_boxes(boxes, height, width), scores, classes, masks, strict=True
+        ):
+            shape = {"segmentation": mask} if segm else {"bbox": box}
+            results.append({"image_id": image_id, "category_id": int(class_id) + 1, **shape, "score": float(score)})
     categories = [{"id": i + 1, "name": str(name)} for i, name in enumerate(class_names)]
     unknown = {r["category_id"] - 1 for r in results} | {a["category_id"] - 1 for a in annotations}
     unknown -= set(range(len(class_names)))
@@ -107,7 +126,7 @@ def coco_evaluate(
             found_set = COCO()
             found_set.dataset = {"images": images, "annotations": [], "categories": categories}
             found_set.createIndex()
-        evaluation = COCOeval(truth_set, found_set, iouType="bbox")
+        evaluation = COCOeval(truth_set, found_set, iouType=iou_type)
         evaluation.params.imgIds = [image["id"] for image in images]
         evaluation.params.catIds = [category["id"] for category in categories]
         evaluation.evaluate()
@@ -222,6 +241,65 @@ def evaluate_detector(
     return result
 
 
+def evaluate_instance_segmenter(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    *,
+    class_names: Sequence[str],
+    limit: int | None = None,
+    verbose: bool = False,
+) -> dict:
+    """COCO-style box AP and mask AP of an instance segmenter (Mask R-CNN) on a batched `(images, targets)` dataset.
+
+    Args:
+        model: images in [0, 1] -> a detector's outputs plus `"masks" (B, K, H, W)` at the input's resolution.
+        dataset: batched `(images, targets)`, targets with `"masks" (B, G, H, W)` beside the boxes and classes.
+        class_names: the name of each class id.
+        limit: evaluate at most this many images.
+        verbose: print pycocotools' summary tables.
+
+    Returns:
+        `coco_evaluate`'s box numbers (`map50`, `map`...), the same of the masks prefixed `mask_` (`mask_map50`,
+        `mask_map`...) and `seconds_per_image` as `evaluate_detector` measures it. Masks are kept as COCO RLEs as
+        they come, so memory stays that of the detections.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be None or a positive number of images. Received: limit={limit!r}")
+    image_size = tuple(int(n) for n in dataset.element_spec[0].shape[1:3])
+    run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    ground_truth, detections, timings = [], [], []
+    for number, (images, targets, *_) in enumerate(dataset):
+        start = time.perf_counter()
+        outputs = {key: np.asarray(value) for key, value in run(images).items()}
+        if number > 0:
+            timings.append((time.perf_counter() - start, len(images)))
+        truth = {key: np.asarray(targets[key]) for key in ("boxes", "classes", "masks")}
+        for i in range(len(images)):
+            valid = np.flatnonzero(truth["classes"][i] >= 0)
+            ground_truth.append(
+                {
+                    "boxes": truth["boxes"][i, valid],
+                    "classes": truth["classes"][i, valid],
+                    "masks": encode_masks(truth["masks"][i, valid]),
+                }
+            )
+            count = int(outputs["num_detections"][i])
+            found = {key: outputs[key][i, :count] for key in ("boxes", "scores", "classes")}
+            detections.append({**found, "masks": encode_masks(outputs["masks"][i, :count])})
+        if limit is not None and len(detections) >= limit:
+            ground_truth, detections = ground_truth[:limit], detections[:limit]
+            break
+    options = {"class_names": class_names, "image_size": image_size, "verbose": verbose}
+    boxes = coco_evaluate(ground_truth, detections, **options)
+    masks = coco_evaluate(ground_truth, detections, iou_type="segm", **options)
+    seen = sum(count for _, count in timings)
+    return {
+        **boxes,
+        **{f"mask_{key}": value for key, value in masks.items()},
+        "seconds_per_image": sum(seconds for seconds, _ in timings) / seen if seen else None,
+    }
+
+
 class DetectionMetrics(keras.callbacks.Callback):
     """Adds `{prefix}map` and `{prefix}map50` (COCO-style, see `coco_evaluate`) to the logs of each epoch.
 
@@ -294,25 +372,42 @@ def _image_size(truth: dict, image_size, index: int) -> tuple[int, int]:
     return int(image_size[0]), int(image_size[1])
 
 
-def _ground_truth_rows(truth: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ground_truth_rows(truth: dict) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The indices of the rows that are objects, and their boxes, classes and crowd flags."""
     boxes = np.asarray(truth["boxes"], np.float64).reshape(-1, 4)
     classes = np.asarray(truth["classes"]).reshape(-1).astype(np.int64)
     crowd = np.asarray(truth.get("crowd", np.zeros(len(classes), bool))).reshape(-1).astype(bool)
-    keep = (classes >= 0) & np.any(boxes != 0, axis=1)
-    return boxes[keep], classes[keep], crowd[keep]
+    rows = np.flatnonzero((classes >= 0) & np.any(boxes != 0, axis=1))
+    return rows, (boxes[rows], classes[rows], crowd[rows])
 
 
-def _detection_rows(found: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _detection_rows(found: dict) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The indices of the rows that count (the 100 best scored detections), and their boxes, scores, classes."""
     boxes = np.asarray(found["boxes"], np.float64).reshape(-1, 4)
     scores = np.asarray(found["scores"], np.float64).reshape(-1)
     classes = np.asarray(found["classes"]).reshape(-1).astype(np.int64)
+    valid = classes >= 0
     if "num_detections" in found:
-        count = int(np.asarray(found["num_detections"]))
-        boxes, scores, classes = boxes[:count], scores[:count], classes[:count]
-    keep = classes >= 0
-    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-    best = np.argsort(-scores, kind="stable")[:_MAX_DETECTIONS]
-    return boxes[best], scores[best], classes[best]
+        valid &= np.arange(len(classes)) < int(np.asarray(found["num_detections"]))
+    rows = np.flatnonzero(valid)
+    rows = rows[np.argsort(-scores[rows], kind="stable")[:_MAX_DETECTIONS]]
+    return rows, (boxes[rows], scores[rows], classes[rows])
+
+
+def _rles(masks, rows: np.ndarray) -> list[dict]:
+    """COCO RLEs of the masks of `rows`: `masks` an `(N, H, W)` array (pixels at 0.5 or more) or a list of RLEs."""
+    if isinstance(masks, list | tuple):
+        return [masks[i] for i in rows]
+    return encode_masks(np.asarray(masks)[rows])
+
+
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """`(N, H, W)` masks (a pixel is in at 0.5 or more) as COCO RLEs, their counts as text so they go into JSON."""
+    rles = []
+    for mask in masks:
+        rle = mask_utils.encode(np.asfortranarray(np.asarray(mask) >= 0.5, dtype=np.uint8))
+        rles.append({"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")})
+    return rles
 
 
 def _to_coco_boxes(boxes: np.ndarray, height: int, width: int) -> list[list[float]]:
@@ -336,4 +431,12 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-__all__ = ["DetectionMetrics", "coco_evaluate", "collect_detections", "evaluate_detector", "split_batch"]
+__all__ = [
+    "DetectionMetrics",
+    "coco_evaluate",
+    "collect_detections",
+    "encode_masks",
+    "evaluate_detector",
+    "evaluate_instance_segmenter",
+    "split_batch",
+]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from kapps.errors import ModelError
 from kapps.preprocessing import CONVENTIONS
 
-TASKS = ("classification", "detection", "segmentation", "heatmap", "generative", "recurrent")
+TASKS = ("classification", "detection", "instance_segmentation", "segmentation", "heatmap", "generative", "recurrent")
 COUNT_KINDS = ("all", "trainable")
 
 

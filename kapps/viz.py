@@ -76,11 +76,12 @@ def plot_detections(
     title: str = "",
 ) -> Path:
     """Draw a detector's boxes (solid, with class and score) and the true boxes (dashed) on the first `count`
-    images of a batched `(images, targets)` dataset, in a square grid.
+    images of a batched `(images, targets)` dataset, in a square grid; an instance segmenter's masks (its
+    `"masks"` output, pixels at 0.5 or more) as translucent overlays in the box's colour.
 
     Args:
-        detector: a model from images to `{"boxes", "scores", "classes", "num_detections"}`, boxes normalised
-            `[x1, y1, x2, y2]`.
+        detector: a model from images to `{"boxes", "scores", "classes", "num_detections"}` (and optionally
+            `"masks" (B, K, H, W)`), boxes normalised `[x1, y1, x2, y2]`.
         dataset: batches of images and targets `{"boxes", "classes"}` (class -1 for padding).
         path: the PNG to write.
         class_names: names of the classes.
@@ -99,11 +100,13 @@ def plot_detections(
             truths.append(np.asarray(targets["boxes"][i])[valid])
             n = int(detections["num_detections"][i])
             keep = np.asarray(detections["scores"][i][:n]) >= score_threshold
+            masks = np.asarray(detections["masks"][i][:n])[keep] >= 0.5 if "masks" in detections else None
             found.append(
                 (
                     np.asarray(detections["boxes"][i][:n])[keep],
                     np.asarray(detections["classes"][i][:n])[keep],
                     np.asarray(detections["scores"][i][:n])[keep],
+                    masks,
                 )
             )
         if len(images) == count:
@@ -113,15 +116,20 @@ def plot_detections(
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, true_boxes, (boxes, classes, scores) in zip(axes.flat, images, truths, found, strict=False):
+    for ax, image, true_boxes, (boxes, classes, scores, masks) in zip(axes.flat, images, truths, found, strict=False):
         height, width = image.shape[:2]
         ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+        for mask, cls in zip(masks if masks is not None else [], classes, strict=False):
+            overlay = np.zeros((height, width, 4), "float32")
+            overlay[mask] = (*matplotlib.colors.to_rgb(colours[cls % len(colours)]), 0.45)
+            ax.imshow(overlay, interpolation="nearest")
         for box in true_boxes:
             draw_box(ax, box * [width, height, width, height], colour="white", dashed=True)
         for box, cls, score in zip(boxes, classes, scores, strict=True):
             label = f"{class_names[cls] if 0 <= cls < len(class_names) else cls} {score:.2f}"
             draw_box(ax, box * [width, height, width, height], colour=colours[cls % len(colours)], label=label)
-    return _save(fig, path, title=title or "predicted (solid) and true (dashed) boxes")
+    shown = "masks and boxes" if found and found[0][3] is not None else "boxes"
+    return _save(fig, path, title=title or f"predicted {shown} (solid) and true boxes (dashed)")
 
 
 def draw_box(ax, box, *, colour, label: str | None = None, dashed: bool = False, fontsize: float = 7) -> None:

@@ -68,18 +68,23 @@ def detection_image(image: tf.Tensor, *, image_size) -> tf.Tensor:
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (*image_size, 3))
 
 
-def detection_targets(boxes: tf.Tensor, classes: tf.Tensor, *, max_boxes: int) -> dict[str, tf.Tensor]:
+def detection_targets(boxes: tf.Tensor, classes: tf.Tensor, *, max_boxes: int, masks=None) -> dict[str, tf.Tensor]:
     """Boxes (n, 4) rel_xyxy and classes (n,) clipped to the image, boxes without area dropped, the first
-    `max_boxes` kept and padded to `max_boxes` rows (boxes 0, classes -1): the targets of every detection source."""
+    `max_boxes` kept and padded to `max_boxes` rows (boxes 0, classes -1): the targets of every detection source.
+    With `masks` (n, H, W) uint8, the same rows of them as "masks" (max_boxes, H, W), padding 0."""
     boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
     keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
     boxes = tf.boolean_mask(boxes, keep)[:max_boxes]
     classes = tf.cast(tf.boolean_mask(classes, keep)[:max_boxes], tf.int32)
     pad = max_boxes - tf.shape(classes)[0]
-    return {
+    targets = {
         "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), (max_boxes, 4)),
         "classes": tf.ensure_shape(tf.pad(classes, [[0, pad]], constant_values=-1), (max_boxes,)),
     }
+    if masks is not None:
+        masks = tf.boolean_mask(masks, keep)[:max_boxes]
+        targets["masks"] = tf.ensure_shape(tf.pad(masks, [[0, pad], [0, 0], [0, 0]]), (max_boxes, *masks.shape[1:]))
+    return targets
 
 
 def as_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

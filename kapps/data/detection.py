@@ -44,7 +44,7 @@ def load_detection(
 
     Sources:
         `"shapes"`: the embedded synthetic scenes (`kapps.data.scenes.load_shapes`, which receives
-        `source_kwargs`); the only source with `masks=True` (instance masks and a semantic mask).
+        `source_kwargs`); with `masks=True`, instance masks and a semantic mask.
 
         `"tfds:voc/2007"` (any `tfds:voc/...` config): PASCAL VOC (Everingham et al. 2010) from
         tensorflow-datasets; its train, validation and test splits; 20 classes.
@@ -66,7 +66,8 @@ def load_detection(
           (`instances_train2017.json` -> `PATH/train2017/`); or a single `PATH/annotations.json` with its images
           in `PATH/images/`. As for tfds COCO, a val file without a test file becomes the test split and
           validation is carved from train; missing splits are carved from train by the seed as above. Classes:
-          the train file's categories sorted by id, mapped to 0..C-1.
+          the train file's categories sorted by id, mapped to 0..C-1. With `masks=True`, each object's
+          "segmentation" (polygons, or an RLE uncompressed or compressed) becomes its instance mask.
 
         Every annotated image size is checked against the image file's own size.
 
@@ -77,7 +78,8 @@ def load_detection(
         data_dir: tensorflow-datasets' data folder, for offline copies.
         val_fraction: share of the training data held out for validation where the source has no such split.
         max_boxes: rows of the padded targets; objects past it are dropped.
-        masks: add instance and semantic masks to the targets (the shapes source only).
+        masks: add instance masks "masks" (max_boxes, H, W) uint8 to the targets, rows as the boxes' (the shapes
+            source, which also adds a "semantic" mask, and COCO-layout folders).
         **source_kwargs: further keywords of the shapes source (for example `sizes`, `max_objects`).
 
     Returns:
@@ -98,14 +100,14 @@ def load_detection(
         return dataclasses.replace(data, spec=spec)
     if source_kwargs:
         raise ValueError(f"Only the 'shapes' source takes extra keywords. Received: {sorted(source_kwargs)}")
-    if masks:
-        raise DataError(f"Only the 'shapes' source has masks; {spec!r} has boxes only.")
+    if masks and not spec.startswith("folder:"):
+        raise DataError(f"Only the 'shapes' source and COCO-layout folders have masks; {spec!r} has boxes only.")
     options = {"image_size": image_size, "seed": seed, "val_fraction": val_fraction, "max_boxes": max_boxes}
     name = spec.removeprefix("tfds:")
     if spec.startswith("tfds:") and (name.startswith("voc/") or name in ("coco/2014", "coco/2017")):
         return _tfds_detection(spec, data_dir=data_dir, **options)
     if spec.startswith("folder:") and len(spec) > len("folder:"):
-        return load_detection_folder(spec, **options)
+        return load_detection_folder(spec, masks=masks, **options)
     raise DataError(f"Unknown detection source {spec!r}; use {_ACCEPTED}.")
 
 

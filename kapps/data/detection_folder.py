@@ -2,7 +2,9 @@
 
 The layouts, splits and classes are described in `kapps.data.load_detection`, the one entry point. Every
 annotated image size is checked against the image file's own size; VOC's "difficult" objects and COCO's crowd
-regions are left out of the targets.
+regions are left out of the targets. With `masks=True` (the COCO layout only) each object's "segmentation", a
+polygon list or an RLE (uncompressed or compressed), is decoded by pycocotools at the image's size and resized with
+the image (bilinear, then 0.5), into the targets' "masks" (max_boxes, H, W) uint8.
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ import tensorflow as tf
 
 TEST_FRACTION = 0.2  # the share of a folder's train part carved out for test when it lists no test split
 
-# One record per image: (image file, boxes (n, 4) rel_xyxy before clipping, class indices (n,)).
-Record = tuple[str, np.ndarray, np.ndarray]
+# One record per image: (image file, boxes (n, 4) rel_xyxy before clipping, class indices (n,), and the objects'
+# COCO segmentations as JSON text, "" without them).
+Record = tuple[str, np.ndarray, np.ndarray, str]
 
 
-def load_detection_folder(spec: str, *, image_size, seed: int, val_fraction: float, max_boxes: int) -> Data:
-    """Load `folder:PATH` in the VOC XML or the COCO JSON layout (see `kapps.data.load_detection`) as a `Data`."""
+def load_detection_folder(
+    spec: str, *, image_size, seed: int, val_fraction: float, max_boxes: int, masks: bool = False
+) -> Data:
+    """Load `folder:PATH` in the VOC XML or the COCO JSON layout (see `kapps.data.load_detection`) as a `Data`;
+    `masks` adds the COCO layout's instance masks to the targets."""
     root = Path(spec.removeprefix("folder:")).expanduser()
     if not root.is_dir():
         raise DataError(f"The folder source {str(root)!r} does not exist or is not a folder.")
     if (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir():
+        if masks:
+            raise DataError(f"The folder {str(root)!r} is in the VOC layout, which has boxes only; masks need COCO's.")
         parts, class_names = _voc_folder(root)
     elif sorted((root / "annotations").glob("instances_train*.json")) or (root / "annotations.json").is_file():
         parts, class_names = _coco_folder(root)
@@ -39,11 +47,12 @@ def load_detection_folder(spec: str, *, image_size, seed: int, val_fraction: flo
             "COCO (annotations/instances_train*.json with train*/, or annotations.json with images/)."
         )
     train, val, test = _splits(parts, val_fraction=val_fraction, seed=seed)
+    options = {"image_size": image_size, "max_boxes": max_boxes, "masks": masks}
     return Data(
         spec=spec,
-        train=_records_dataset(train, image_size=image_size, max_boxes=max_boxes),
-        val=_records_dataset(val, image_size=image_size, max_boxes=max_boxes),
-        test=_records_dataset(test, image_size=image_size, max_boxes=max_boxes),
+        train=_records_dataset(train, **options),
+        val=_records_dataset(val, **options),
+        test=_records_dataset(test, **options),
         input_shape=(*image_size, 3),
         class_names=class_names,
         sizes={"train": len(train), "val": len(val), "test": len(test)},
@@ -81,7 +90,9 @@ def _image_file_size(image: Path, annotation: Path) -> tuple[int, int]:
         raise DataError(f"The file {str(image)!r} named in {str(annotation)!r} is not a readable image.") from None
 
 
-def _record(image: Path, annotation: Path, size, boxes: list, classes: list) -> Record:
+def _record(
+    image: Path, annotation: Path, size, boxes: list, classes: list, segmentations: list | None = None
+) -> Record:
     """A record with pixel boxes [x1, y1, x2, y2] divided by the image's size, checked against the file."""
     actual = _image_file_size(image, annotation)
     if size is not None and all(size) and tuple(size) != actual:  # a size of 0 means "not given" in some sets
@@ -91,7 +102,8 @@ def _record(image: Path, annotation: Path, size, boxes: list, classes: list) -> 
         )
     width, height = actual
     boxes = np.asarray(boxes, dtype="float64").reshape(-1, 4) / [width, height, width, height]
-    return str(image), boxes.astype("float32"), np.asarray(classes, dtype="int32")
+    shapes = "" if segmentations is None else json.dumps(segmentations)
+    return str(image), boxes.astype("float32"), np.asarray(classes, dtype="int32"), shapes
 
 
 def _number(element: ET.Element, path: str, annotation: Path) -> float:
@@ -209,32 +221,64 @@ def _coco_records(document: dict, path: Path, folder: Path, index: dict[int, int
                 raise DataError(f"The annotation file {str(path)!r} uses the unknown category id {category}.")
             if not annotation.get("iscrowd", 0):
                 x, y, w, h = (float(v) for v in annotation["bbox"])
-                objects[image_id].append(([x, y, x + w, y + h], index[category]))
+                shape = annotation.get("segmentation")
+                objects[image_id].append(([x, y, x + w, y + h], index[category], shape))
         records = []
         for image_id, image in images.items():
             size = (float(image["width"]), float(image["height"])) if "width" in image and "height" in image else None
             kept = objects[image_id]
-            records.append(_record(folder / image["file_name"], path, size, [b for b, _ in kept], [c for _, c in kept]))
+            boxes, classes, shapes = [b for b, _, _ in kept], [c for _, c, _ in kept], [s for _, _, s in kept]
+            records.append(_record(folder / image["file_name"], path, size, boxes, classes, shapes))
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"The annotation file {str(path)!r} is malformed ({type(err).__name__}: {err}).") from None
     return records
 
 
-def _records_dataset(records: list[Record], *, image_size, max_boxes: int) -> tf.data.Dataset:
-    """An unbatched dataset decoding each record's image file and padding its targets."""
-    lengths = np.asarray([len(classes) for _, _, classes in records], dtype="int64")
-    boxes = np.concatenate([np.zeros((0, 4), "float32")] + [b for _, b, _ in records])
-    classes = np.concatenate([np.zeros((0,), "int32")] + [c for _, _, c in records])
+def _records_dataset(records: list[Record], *, image_size, max_boxes: int, masks: bool = False) -> tf.data.Dataset:
+    """An unbatched dataset decoding each record's image file (and, with `masks`, its objects' masks) and padding
+    its targets."""
+    if masks:
+        for image, _, _, shapes in records:
+            if any(shape is None for shape in json.loads(shapes or "[]")):
+                raise DataError(f"An object of the image {image!r} has no 'segmentation', which masks need.")
+    lengths = np.asarray([len(record[2]) for record in records], dtype="int64")
+    boxes = np.concatenate([np.zeros((0, 4), "float32")] + [record[1] for record in records])
+    classes = np.concatenate([np.zeros((0,), "int32")] + [record[2] for record in records])
     ds = tf.data.Dataset.from_tensor_slices(
         (
-            np.asarray([path for path, _, _ in records], dtype=str),
+            np.asarray([record[0] for record in records], dtype=str),
             tf.RaggedTensor.from_row_lengths(boxes, lengths),
             tf.RaggedTensor.from_row_lengths(classes, lengths),
+            np.asarray([record[3] for record in records], dtype=object).astype(bytes),
         )
     )
 
-    def decode(path, boxes, classes):
+    def decode(path, boxes, classes, shapes):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return detection_image(image, image_size=image_size), detection_targets(boxes, classes, max_boxes=max_boxes)
+        object_masks = None
+        if masks:
+            object_masks = tf.numpy_function(_decode_masks, [shapes, tf.shape(image)[:2]], tf.uint8, stateful=False)
+            object_masks = tf.ensure_shape(object_masks, (None, None, None))
+            resized = tf.image.resize(tf.cast(object_masks[..., None], tf.float32), image_size)[..., 0]
+            object_masks = tf.cast(resized >= 0.5, tf.uint8)
+        targets = detection_targets(boxes, classes, max_boxes=max_boxes, masks=object_masks)
+        return detection_image(image, image_size=image_size), targets
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _decode_masks(shapes: bytes, size: np.ndarray) -> np.ndarray:
+    """The objects' COCO segmentations (JSON text of a list of polygon lists or RLEs) as `(n, height, width)` uint8."""
+    from pycocotools import mask as mask_utils
+
+    height, width = (int(v) for v in size)
+    decoded = []
+    for shape in json.loads(shapes.decode() or "[]"):
+        if isinstance(shape, list):  # polygons: one or more [x1, y1, x2, y2, ...]
+            rle = mask_utils.merge(mask_utils.frPyObjects(shape, height, width))
+        elif isinstance(shape.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(shape, height, width)
+        else:  # compressed RLE
+            rle = {"size": shape["size"], "counts": shape["counts"].encode("ascii")}
+        decoded.append(mask_utils.decode(rle))
+    return np.stack(decoded).astype(np.uint8) if decoded else np.zeros((0, height, width), np.uint8)

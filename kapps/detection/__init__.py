@@ -1,6 +1,7 @@
 """Box math for detectors, one concern a module: formats and IoU (`boxes`), the Faster R-CNN box coder
 (`coder`), anchors (`anchor_grid`), training targets (`targets`: YOLO v1's grid, Faster R-CNN's RPN and RoI
-samples) and non-maximum suppression that exports (`suppression`). Every public name is importable from here.
+samples), instance masks cropped to RoIs and pasted back (`masks`) and non-maximum suppression that exports
+(`suppression`). Every public name is importable from here.
 
     >>> from kapps.detection import batched_nms, iou
 """
@@ -8,6 +9,7 @@ samples) and non-maximum suppression that exports (`suppression`). Every public 
 from kapps.detection.anchor_grid import anchors
 from kapps.detection.boxes import FORMATS, area, clip, convert_format, elementwise_iou, iou
 from kapps.detection.coder import MAX_LOG_SCALE, decode, encode
+from kapps.detection.masks import mask_targets, paste_masks
 from kapps.detection.suppression import batched_nms, check_nms_settings, nms
 from kapps.detection.targets import roi_targets, rpn_targets, yolo_v1_targets
 
@@ -24,7 +26,9 @@ __all__ = [
     "elementwise_iou",
     "encode",
     "iou",
+    "mask_targets",
     "nms",
+    "paste_masks",
     "roi_targets",
     "rpn_targets",
     "yolo_v1_targets",

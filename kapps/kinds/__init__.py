@@ -16,9 +16,10 @@ from kapps.errors import ModelError
 from kapps.kinds.base import Kind, PredictOptions
 from kapps.kinds.classification import Classification
 from kapps.kinds.detection import Detection
+from kapps.kinds.instance_masks import InstanceMasks
 from kapps.registry import TASKS
 
-KINDS: dict[str, Kind] = {kind.task: kind for kind in (Classification(), Detection())}
+KINDS: dict[str, Kind] = {kind.task: kind for kind in (Classification(), Detection(), InstanceMasks())}
 
 
 def kind_for(task: str) -> Kind:
@@ -30,7 +31,8 @@ def kind_for(task: str) -> Kind:
     """
     if task in KINDS:
         return KINDS[task]
-    known = " and ".join(KINDS)
+    names = list(KINDS)
+    known = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
     if task in TASKS:
         raise ModelError(
             f"The task {task!r} has no output kind in kapps yet, so its outputs can be neither verified after export "

@@ -177,7 +177,7 @@ def compare_detections(got: dict, expected: dict, *, exact: bool = True, score_t
         a = {k: np.asarray(got[k])[i, :n].astype("float64") for k in OUTPUTS[:3]}
         b = {k: np.asarray(expected[k])[i, :n_ref].astype("float64") for k in OUTPUTS[:3]}
         same_count += n == n_ref
-        pairs = _nearest_pairs(a, b)
+        pairs = nearest_pairs(a, b)
         boxes = [float(np.max(np.abs(a["boxes"][j] - b["boxes"][k]))) for j, k in pairs]
         scores = [abs(a["scores"][j] - b["scores"][k]) for j, k in pairs]
         box_diff, score_diff = max([box_diff, *boxes]), max([score_diff, *scores])
@@ -200,7 +200,7 @@ def compare_detections(got: dict, expected: dict, *, exact: bool = True, score_t
     }
 
 
-def _nearest_pairs(a: dict, b: dict) -> list[tuple[int, int]]:
+def nearest_pairs(a: dict, b: dict) -> list[tuple[int, int]]:
     """Rows of `a` and `b` paired one-to-one: each row of `b` in turn (by score) with the free row of `a` of the
     same class whose box and score are nearest (largest coordinate difference, then score difference)."""
     free, pairs = list(range(len(a["scores"]))), []

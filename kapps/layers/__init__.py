@@ -2,6 +2,7 @@
 
 from kapps.layers.connection_table import ConnectionTableConv2D
 from kapps.layers.detection import NonMaxSuppression
+from kapps.layers.instance_masks import ClassMasks, PasteMasks
 from kapps.layers.lrn import LocalResponseNormalization
 from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
 from kapps.layers.shortcut import ChannelPadShortcut
@@ -10,9 +11,11 @@ from kapps.layers.yolo import YoloV1Decode
 
 __all__ = [
     "ChannelPadShortcut",
+    "ClassMasks",
     "ConnectionTableConv2D",
     "LocalResponseNormalization",
     "NonMaxSuppression",
+    "PasteMasks",
     "RoIAlign",
     "RoIPooling",
     "SobelEdges",

@@ -17,7 +17,15 @@ from kapps.models.backbones import (
     stage_layers,
     transfer_backbone,
 )
-from kapps.models.detection import FasterRCNNTrainer, darknet24, darknet_small, faster_rcnn, yolo_v1
+from kapps.models.detection import (
+    FasterRCNNTrainer,
+    MaskRCNNTrainer,
+    darknet24,
+    darknet_small,
+    faster_rcnn,
+    mask_rcnn,
+    yolo_v1,
+)
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
@@ -53,6 +61,7 @@ from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, in
 
 __all__ = [
     "FasterRCNNTrainer",
+    "MaskRCNNTrainer",
     "FeatureMap",
     "ModelInfo",
     "TASKS",
@@ -74,6 +83,7 @@ __all__ = [
     "info",
     "lenet",
     "lenet5",
+    "mask_rcnn",
     "list_backbones",
     "list_models",
     "load_backbone_weights",

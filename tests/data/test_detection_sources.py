@@ -306,3 +306,51 @@ def test_bad_arguments_are_value_errors():
         load_detection("tfds:voc/2007", val_fraction=0.9)
     with pytest.raises(ValueError, match="shapes"):
         load_detection("tfds:voc/2007", sizes=(1, 1, 1))
+
+
+def test_coco_folder_masks_from_polygons_and_both_rles(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    root = tmp_path / "masks"
+    truth = np.zeros((3, HEIGHT, WIDTH), np.uint8)
+    truth[0, 12:36, 8:40] = 1  # the polygon's rectangle: corners at pixel edges
+    truth[1, 5:20, 44:60] = 1
+    truth[1, 10:14, 50:54] = 0  # a hole, which only an RLE can say
+    truth[2, 30:46, 2:20] = 1
+    compressed = mask_utils.encode(np.asfortranarray(truth[1]))
+    runs, current, count = [], 0, 0
+    for value in truth[2].flatten(order="F"):  # an uncompressed RLE: run lengths from 0s, column-major
+        if value != current:
+            runs.append(count)
+            current, count = value, 0
+        count += 1
+    runs.append(count)
+    annotations = [
+        {"segmentation": [[70, 0, 75, 0, 75, 5]], "bbox": [70, 0, 5, 5]},  # outside the image: dropped with its box
+        {"segmentation": [[8, 12, 40, 12, 40, 36, 8, 36]], "bbox": [8, 12, 32, 24]},
+        {"segmentation": {"size": [HEIGHT, WIDTH], "counts": compressed["counts"].decode()}, "bbox": [44, 5, 16, 15]},
+        {"segmentation": {"size": [HEIGHT, WIDTH], "counts": runs}, "bbox": [2, 30, 18, 16]},
+        {"segmentation": [[0, 0, 64, 0, 64, 48]], "bbox": [0, 0, 64, 48], "iscrowd": 1},  # dropped, as its box
+    ]
+    document = _coco_json([(1, "1.png")], [])
+    document["annotations"] = [
+        {"id": n, "image_id": 1, "category_id": 1, "area": 1.0, **a} for n, a in enumerate(annotations)
+    ]
+    _write_image(root / "images" / "1.png", _scene(40))
+    (root / "annotations.json").write_text(json.dumps(document))
+    data = load_detection(f"folder:{root}", image_size=(HEIGHT, WIDTH), masks=True, max_boxes=5, val_fraction=0.1)
+    ((_, targets),) = _examples(data.train)
+    assert targets["masks"].shape == (5, HEIGHT, WIDTH) and targets["masks"].dtype == np.uint8
+    np.testing.assert_array_equal(targets["classes"], [0, 0, 0, -1, -1])
+    # pycocotools rasterises a polygon's edges at pixel centres: allow its one-pixel border
+    assert np.abs(targets["masks"][0].astype(int) - truth[0]).sum() <= 2 * (32 + 24)
+    assert (targets["masks"][0] & truth[0]).sum() >= 0.85 * truth[0].sum()
+    np.testing.assert_array_equal(targets["masks"][1:3], truth[1:3])
+    assert not targets["masks"][3:].any()
+    half = load_detection(f"folder:{root}", image_size=(24, 32), masks=True, max_boxes=5, val_fraction=0.1)
+    ((_, small),) = _examples(half.train)
+    # resized with the image, bilinear then 0.5: a pixel is in where either of the two rows it halves is
+    np.testing.assert_array_equal(small["masks"][1], truth[1].reshape(24, 2, 32, 2).max(axis=(1, 3)))
+    np.testing.assert_array_equal(small["masks"][2], truth[2][::2, ::2])
+    with pytest.raises(DataError, match="boxes only"):
+        load_detection("tfds:voc/2007", masks=True)

@@ -1,18 +1,23 @@
 """Detection builders: YOLO v1 (a training network plus a function that wraps it as an image-to-detections model),
-the two-stage detectors (an inference model plus a trainer that trains it, `two_stage`), and the necks they share."""
+the two-stage detectors (an inference model plus a trainer that trains it, `two_stage`; Mask R-CNN's mask branch on
+them, `mask_branch`), and the necks they share."""
 
-from kapps.models.detection import two_stage, yolo
+from kapps.models.detection import mask_branch, two_stage, yolo
 from kapps.models.detection.fpn import fpn, fpn_backbone
+from kapps.models.detection.mask_branch import MaskRCNNTrainer, mask_rcnn
 from kapps.models.detection.two_stage import FasterRCNNTrainer, faster_rcnn
 from kapps.models.detection.yolo import darknet24, darknet_small, yolo_v1, yolo_v1_detector
 
 __all__ = [
     "FasterRCNNTrainer",
+    "MaskRCNNTrainer",
     "darknet24",
     "darknet_small",
     "faster_rcnn",
     "fpn",
     "fpn_backbone",
+    "mask_branch",
+    "mask_rcnn",
     "two_stage",
     "yolo",
     "yolo_v1",
