@@ -17,22 +17,14 @@ pixels with an ImageNet ResNet-50 (He et al. 2017: 35.7 mask AP on test-dev with
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
-import kapps.data
-import kapps.models
 import kapps.train
-from kapps.data.box_augment import detection_augment
-from kapps.data.crops import object_crops
-from kapps.data.detection import load_detection
 from kapps.errors import OptionError
-from kapps.metrics import DetectionMetrics, evaluate_instance_segmenter
+from kapps.metrics import evaluate_instance_segmenter
 from kapps.models.detection.mask_branch import MaskRCNNTrainer
+from kapps.train.two_stage import TwoStageSettings, fit_two_stage, two_stage_options
 from kapps.viz import plot_detections
 
 import click
-import keras
 
 
 @kapps.train.recipe_command(
@@ -43,156 +35,35 @@ import keras
     lr=1e-3,
     data="shapes",
 )
-@click.option("--image-size", type=int, default=128, show_default=True, help="Side of the square input.")
-@click.option("--backbone", default="resnet10_narrow", show_default=True, help="A registered backbone.")
-@click.option("--backbone-weights", default=None, help="'imagenet' or a weight file for the backbone.")
-@click.option("--fpn/--no-fpn", default=True, show_default=True, help="The feature pyramid (Lin et al. 2017).")
-@click.option("--fpn-channels", type=int, default=64, show_default=True, help="The pyramid's channels (256 in FPN).")
-@click.option("--sampling-ratio", type=int, default=1, show_default=True, help="RoIAlign's samples per bin and axis.")
-@click.option("--anchor-scale", type=float, default=1.0, show_default=True, help="Multiplies the anchor sizes.")
-@click.option("--proposals", type=int, default=100, show_default=True, help="Proposals per image at test time.")
-@click.option("--train-proposals", type=int, default=300, show_default=True, help="Proposals per image in training.")
-@click.option("--roi-samples", type=int, default=64, show_default=True, help="RoIs sampled per training image.")
-@click.option("--head-units", type=int, default=256, show_default=True, help="Width of the box head's two layers.")
+@two_stage_options
 @click.option(
     "--mask-width", type=int, default=64, show_default=True, help="The mask head's channels (256 in the paper)."
 )
-@click.option("--map-every", type=int, default=1, show_default=True, help="Epochs between validation mAPs.")
 @click.option(
-    "--pretrain-epochs",
+    "--max-detections",
     type=int,
-    default=2,
+    default=20,
     show_default=True,
-    help="Epochs of classifying object crops with the backbone first (the papers pre-train on ImageNet).",
+    help="Detections an image; the mask head runs on each of them.",
 )
-@click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 4000,500,500].")
 def main(
-    opts: kapps.train.TrainOptions,
-    image_size: int,
-    backbone: str,
-    backbone_weights: str | None,
-    fpn: bool,
-    fpn_channels: int,
-    sampling_ratio: int,
-    anchor_scale: float,
-    proposals: int,
-    train_proposals: int,
-    roi_samples: int,
-    head_units: int,
-    mask_width: int,
-    max_detections: int,
-    map_every: int,
-    pretrain_epochs: int,
-    scenes: str | None,
+    opts: kapps.train.TrainOptions, settings: TwoStageSettings, mask_width: int, max_detections: int
 ) -> kapps.train.Run:
-    for option, value in (
-        ("--proposals", proposals),
-        ("--train-proposals", train_proposals),
-        ("--roi-samples", roi_samples),
-        ("--head-units", head_units),
-        ("--mask-width", mask_width),
-        ("--max-detections", max_detections),
-        ("--fpn-channels", fpn_channels),
-        ("--sampling-ratio", sampling_ratio),
-        ("--map-every", map_every),
-    ):
+    for option, value in (("--mask-width", mask_width), ("--max-detections", max_detections)):
         if value < 1:
             raise OptionError(f"{option} must be a positive whole number, not {value}.")
-    if pretrain_epochs < 0:
-        raise OptionError(f"--pretrain-epochs must be zero or more, not {pretrain_epochs}.")
-    if image_size < 64:
-        raise OptionError(f"--image-size must be at least 64, not {image_size}.")
-    if anchor_scale <= 0:
-        raise OptionError(f"--anchor-scale must be positive, not {anchor_scale}.")
-    if backbone not in kapps.models.list_backbones():
-        raise OptionError(f"--backbone must be one of {', '.join(kapps.models.list_backbones())}, not {backbone!r}.")
-    source_kwargs = kapps.train.scene_counts(scenes, data=opts.data)
 
-    # 1. Data: images with padded boxes and instance masks; training flips and rescales them together.
-    data = load_detection(
-        opts.data,
-        image_size=(image_size, image_size),
-        seed=opts.seed,
-        data_dir=opts.data_dir,
-        masks=True,
-        **source_kwargs,
-    )
-    augment = detection_augment(image_size=(image_size, image_size), seed=opts.seed)
-    splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=augment, eval_batch_size=32)
-
-    # 2. Model: the inference model (backbone, FPN, RPN, proposals, RoIAlign, box head, NMS, mask head, pasting)
-    # and its trainer.
-    fractions = FPN_FRACTIONS if fpn else SINGLE_FRACTIONS
-    model_kwargs = {
-        "input_shape": data.input_shape,
-        "num_classes": data.num_classes,
-        "backbone": backbone,
-        "fpn": fpn,
-        "fpn_channels": fpn_channels,
-        "sampling_ratio": sampling_ratio,
-        "anchor_sizes": [[round(f * anchor_scale * image_size, 2) for f in level] for level in fractions],
-        "pre_nms_top_n": 1000,
-        "proposals": proposals,
-        "head_units": head_units,
-        "mask_width": mask_width,
-        "max_detections": max_detections,
-        "score_threshold": 0.01,
-    }
-    try:  # options that do not make a model fail here, in one sentence, before any training
-        kapps.models.build("mask_rcnn", **model_kwargs)
-    except ValueError as err:
-        raise OptionError(f"These options do not make a Mask R-CNN: {err}") from None
-    trainer_kwargs = {"roi_samples": roi_samples, "train_proposals": train_proposals, "seed": opts.seed}
-
-    # 2b. Optionally, pre-train the backbone as a classifier of the objects in the training scenes.
-    pretrained = None
-    if pretrain_epochs:
-        crops = object_crops(data, size=(48, 48), scale="native")
-        pretrained = kapps.train.fit_classifier(
-            dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs, batch_size=32),
-            crops,
-            build_model=lambda: kapps.models.build(
-                backbone, input_shape=crops.input_shape, num_classes=data.num_classes
-            ),
-            config={"task": "classification", "model": {"name": backbone}},
-        )
-        click.echo(f"backbone pre-training on object crops: test accuracy {pretrained.metrics['test_accuracy']:.4f}")
-
-    steps = opts.epoch_steps(data.sizes["train"])
-    schedule = kapps.train.warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
-
-    def build_model() -> keras.Model:
-        detector = kapps.models.build("mask_rcnn", **model_kwargs)
-        if pretrained is not None:
-            kapps.models.transfer_backbone(
-                pretrained.model, detector.get_layer(f"{backbone}_backbone"), backbone_name=backbone
-            )
-        trainer = MaskRCNNTrainer(detector, **trainer_kwargs)
-        trainer.compile(optimizer=keras.optimizers.Adam(schedule))
-        return trainer
-
-    def detector(trainer: keras.Model) -> keras.Model:
-        return trainer.detector
-
-    def evaluate(model: keras.Model) -> dict:
-        return evaluate_instance_segmenter(model, splits.test, class_names=data.class_names)
-
-    # 3. Train end to end; the best validation box mAP@0.5 is kept.
-    run = kapps.train.fit(
+    # 1-3. Data with instance masks, the backbone pre-trained on object crops, then the inference model (Faster
+    #      R-CNN's graph, the mask head on the detections and their masks pasted at image resolution) trained end to
+    #      end by its trainer (Faster R-CNN's losses and the mask loss), kept at the best validation box mAP@0.5.
+    run, splits, data = fit_two_stage(
         opts,
-        build_model=build_model,
-        train=splits.train,
-        train_steps=steps,
-        val=splits.val,
-        test=splits.test,
-        monitor="val_map50",
-        mode="max",
-        callbacks=[
-            DetectionMetrics(splits.val, class_names=data.class_names, inference_model=detector, every=map_every)
-        ],
-        export_model=detector,
-        evaluate_test=evaluate,
-        config=kapps.train.run_config("mask_rcnn", kwargs=model_kwargs, data=data, trainer=trainer_kwargs),
+        settings,
+        model="mask_rcnn",
+        trainer=MaskRCNNTrainer,
+        evaluate=evaluate_instance_segmenter,
+        masks=True,
+        model_kwargs={"mask_width": mask_width, "max_detections": max_detections},
     )
 
     # 4. Evaluate and show: COCO-style box and mask mAP on the test split, and test scenes with their masks.
@@ -206,12 +77,6 @@ def main(
         f"{metrics['seconds_per_image'] * 1000:.1f} ms per image; {picture}; run folder {run.path}"
     )
     return run
-
-
-# Anchor sizes for the 128-pixel shapes scenes, as fractions of the input side, whose objects are 10% to 40% of
-# it: one size per level P2 .. P6 with FPN, three on the single map without.
-FPN_FRACTIONS = ((0.0625,), (0.125,), (0.25,), (0.5,), (1.0,))
-SINGLE_FRACTIONS = ((0.125, 0.25, 0.5),)
 
 
 if __name__ == "__main__":
