@@ -1,6 +1,7 @@
 """Box math for detectors, one concern a module: formats and IoU (`boxes`), the Faster R-CNN box coder
-(`coder`), anchors (`anchor_grid`), training targets (`targets`) and non-maximum suppression that exports
-(`suppression`). Every public name is importable from here.
+(`coder`), anchors (`anchor_grid`), training targets (`targets`), non-maximum suppression that exports
+(`suppression`) and R-CNN's regions: selective search, the context warp, proposals labelled by overlap
+(`regions`). Every public name is importable from here.
 
     >>> from kapps.detection import batched_nms, iou
 """
@@ -8,6 +9,7 @@
 from kapps.detection.anchor_grid import anchors
 from kapps.detection.boxes import FORMATS, area, clip, convert_format, elementwise_iou, iou
 from kapps.detection.coder import MAX_LOG_SCALE, decode, encode
+from kapps.detection.regions import label_regions, match_regions, proposal_recall, selective_search, warp
 from kapps.detection.suppression import batched_nms, check_nms_settings, nms
 from kapps.detection.targets import yolo_v1_targets
 
@@ -24,6 +26,11 @@ __all__ = [
     "elementwise_iou",
     "encode",
     "iou",
+    "label_regions",
+    "match_regions",
     "nms",
+    "proposal_recall",
+    "selective_search",
+    "warp",
     "yolo_v1_targets",
 ]

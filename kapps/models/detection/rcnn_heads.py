@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from kapps.detection.coder import encode
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Ridge
-from sklearn.svm import LinearSVC
 
 # R-CNN's own code scales features so that their mean L2 norm is 20 before the SVMs (rcnn's `feat_norm_mean`).
 FEATURE_NORM = 20.0
@@ -119,6 +116,9 @@ def train_svm(
 
 
 def _fit_svm(positives, negatives, *, C: float, positive_weight: float) -> Linear:
+    from sklearn.exceptions import ConvergenceWarning  # scikit-learn only where a head is fitted
+    from sklearn.svm import LinearSVC
+
     features = np.concatenate([positives, negatives])
     labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     svm = LinearSVC(
@@ -197,6 +197,8 @@ def fit_box_regressors(
         `(Linear with weights (D, 4K), class k's deltas in columns 4k..4k+3, and the features' scale,
         {class id: training proposals})`.
     """
+    from sklearn.linear_model import Ridge
+
     scale = feature_scale(features)
     features = np.asarray(features, np.float32) * scale
     near = ~np.asarray(regions["is_gt"]) & (np.asarray(regions["iou"]) > min_iou)
