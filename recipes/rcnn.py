@@ -1,17 +1,18 @@
 """Train R-CNN, the pipeline of Girshick et al. (2014): selective search, warped regions, a fine-tuned CNN, one linear
 SVM a class, one box regressor a class, per-class non-maximum suppression.
 
-The default runs offline on the embedded `shapes` scenes at 128x128. Selective search (OpenCV, fast mode) proposes
-regions; every region is warped to the CNN's 64x64 input with the paper's 16 pixels of context; the CNN (the small
-YOLO backbone, `darknet_small`) first learns to classify the warped true boxes (the paper pre-trains on ImageNet),
-then is fine-tuned on warped proposals, K classes and background, a proposal being an object when it overlaps one
-by IoU >= 0.5, in batches a quarter positive. Linear SVMs on its features (true boxes against proposals below IoU
-0.3, with hard negative mining) score, ridge regressors on its last feature map move the boxes, and NMS at IoU 0.3
-keeps the best. The run folder holds the fitted pipeline (`rcnn/`: `cnn.keras`, `heads.npz`, `rcnn.json`),
-`metrics.json` (test mAP and seconds an image) and `plots/test_detections.png`.
+The default runs offline on the embedded `shapes` scenes at 128x128 (1,000 training scenes). Selective search
+(OpenCV, fast mode) proposes regions; every region is warped to the CNN's 64x64 input with the paper's context
+(16 pixels at 227, so 4.5 at 64); the CNN (the small YOLO backbone, `darknet_small`) first learns to classify the
+warped true boxes (the paper pre-trains on ImageNet), then is fine-tuned on warped proposals, K classes and
+background, a proposal being an object when it overlaps one by IoU >= 0.5, in batches a quarter positive. Linear
+SVMs on its features (true boxes against proposals below IoU 0.3, with hard negative mining) score, ridge
+regressors on its last feature map move the boxes, and NMS at IoU 0.3 keeps the best. The run folder holds the
+fitted pipeline (`rcnn/`: `cnn.keras`, `heads.npz`, `rcnn.json`), `metrics.json` (test mAP, seconds an image)
+and `plots/test_detections.png`.
 
 `--data tfds:voc/2007 --image-size 448 --warp-size 227` is the paper's data and warp, less its ImageNet
-pre-training and AlexNet: Girshick et al. (2014) report 58.5% mAP on VOC 2007 test with box regression.
+pre-training and AlexNet; Girshick et al. (2014) report 53.3% mAP on VOC 2012 test.
 
     python recipes/rcnn.py                       # shapes, writes saved_models/rcnn/
     python -c "from kapps.models.detection.rcnn import RCNN; RCNN.load('saved_models/rcnn/rcnn')"
@@ -43,6 +44,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# Girshick et al. (2014, Appendix A): 16 pixels of context around each region warped to 227x227.
+PAPER_CONTEXT, PAPER_WARP = 16.0, 227
+
 
 @kapps.train.recipe_command(
     name="rcnn",
@@ -54,7 +58,12 @@ import tensorflow as tf
 )
 @click.option("--image-size", type=int, default=128, show_default=True, help="Side of the square scenes.")
 @click.option("--warp-size", type=int, default=64, show_default=True, help="Side of the warped regions (CNN input).")
-@click.option("--context", type=float, default=16.0, show_default=True, help="Pixels of context at the warp size.")
+@click.option(
+    "--context",
+    type=float,
+    default=None,
+    help="Pixels of context at the warp size [default: the paper's 16 at 227, to scale: 4.51 at 64].",
+)
 @click.option("--max-proposals", type=int, default=2000, show_default=True, help="Selective search boxes an image.")
 @click.option(
     "--proposal-mode",
@@ -71,7 +80,7 @@ def main(
     opts: kapps.train.TrainOptions,
     image_size: int,
     warp_size: int,
-    context: float,
+    context: float | None,
     max_proposals: int,
     proposal_mode: str,
     pretrain_epochs: int,
@@ -81,6 +90,8 @@ def main(
 ) -> dict:
     if warp_size < 16:
         raise OptionError(f"--warp-size must be at least 16, not {warp_size}.")
+    if context is None:
+        context = PAPER_CONTEXT * warp_size / PAPER_WARP
     if not 0 <= context < warp_size / 2:
         raise OptionError(f"--context must be at least 0 and under half of --warp-size, not {context:g}.")
     for option, value in (("--max-proposals", max_proposals), ("--image-size", image_size)):

@@ -2,10 +2,12 @@
 
 import json
 
+from kapps.cli import main
 from kapps.models.detection.rcnn import RCNN
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from tests.recipes.conftest import assert_refused, invoke_recipe
 
@@ -38,6 +40,10 @@ def test_tiny_budget_learns_and_writes_a_detector_run_folder(tmp_path):
     rcnn = RCNN.load(out / "rcnn")
     assert rcnn.class_names == ["circle", "square", "triangle", "cross"] and rcnn.warp_size == (32, 32)
     assert rcnn(np.zeros((1, 128, 128, 3), "float32"))["boxes"].shape == (1, 100, 4)
+    # A pipeline has no one graph: `kapps export` says so, in one sentence, and writes nothing.
+    exported = CliRunner().invoke(main, ["export", str(out), "--format", "tflite", "--out", str(tmp_path / "export")])
+    assert exported.exit_code == 1 and "is an R-CNN run, a pipeline of selective search" in exported.output
+    assert not (tmp_path / "export").exists()
 
 
 @pytest.mark.parametrize(
