@@ -10,6 +10,8 @@ SVMs on its features (true boxes against proposals below IoU 0.3, with hard nega
 regressors on its last feature map move the boxes, and NMS at IoU 0.3 keeps the best. The run folder holds the
 fitted pipeline (`rcnn/`: `cnn.keras`, `heads.npz`, `rcnn.json`), `metrics.json` (test mAP, seconds an image)
 and `plots/test_detections.png`.
+Measured (seed 0, `time nice -n 15 python recipes/rcnn.py`, two CPU cores shared with another training run): test
+mAP@0.5 0.965, mAP@[.5:.95] 0.816 on 500 scenes, 0.229 s an image, in 15 min 10 s.
 
 `--data tfds:voc/2007 --image-size 448 --warp-size 227` is the paper's data and warp, less its ImageNet
 pre-training and AlexNet; Girshick et al. (2014) report 53.3% mAP on VOC 2012 test.
