@@ -13,6 +13,7 @@ small / medium / large split is by area in pixels (32**2 and 96**2).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import time
@@ -172,7 +173,9 @@ def collect_detections(
     """Run a detector's inference model over a batched dataset and keep, per image, its targets and detections.
 
     Args:
-        model: inference model, images (B, H, W, 3) in [0, 1] -> {"boxes", "scores", "classes", "num_detections"}.
+        model: inference model, images (B, H, W, 3) in [0, 1] -> {"boxes", "scores", "classes", "num_detections"};
+            a Keras model runs traced, any other callable (a pipeline such as `kapps.models.detection.rcnn.RCNN`)
+            as it is, on NumPy images.
         dataset: batched `(images, targets)` dataset, targets as the detection sources make them; one pass.
         limit: evaluate at most this many images (None: the whole dataset).
         timings: a list that receives `(seconds, images)` of each batch's model call, outputs fetched; the first
@@ -187,7 +190,10 @@ def collect_detections(
     ground_truth, detections = [], []
     # One graph per call, traced again only for a new batch shape (a last, smaller batch): predict_on_batch would
     # make a new function for every inference model the callback builds, and warn about retracing.
-    run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    if isinstance(model, keras.Model):
+        run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    else:  # a detector that is a pipeline, not one graph (R-CNN), is called as it is
+        run = functools.partial(model, training=False)
     for number, (images, targets, *_) in enumerate(dataset):
         if timings is not None and number == 0:
             run(images)  # traced here, so that the timed call below is the model's time alone

@@ -79,7 +79,8 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         data_dir: tensorflow-datasets data folder for that source.
 
     Raises:
-        ModelError: the path is missing, is a folder that is not a run, or is not a readable Keras file; nothing
+        ModelError: the path is missing, is a folder that is not a run (or an R-CNN run, which has no one model),
+            or is not a readable Keras file; nothing
             says the model's task; or the task has no output kind to verify its export with.
     """
     path = Path(path)
@@ -89,6 +90,11 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
     if path.is_dir():
         model_file = path / "model.keras"
         if not model_file.is_file():
+            if (run_config(path).get("model") or {}).get("name") == "rcnn":
+                raise ModelError(
+                    f"{str(path)!r} is an R-CNN run, a pipeline of selective search, a CNN and linear heads with no "
+                    f"one graph to export; load it with kapps.models.detection.RCNN.load({str(path / 'rcnn')!r})."
+                )
             raise ModelError(f"{str(path)!r} is not a run folder: it has no model.keras.")
         config = run_config(path)
         name = path.resolve().name
