@@ -185,9 +185,11 @@ def main(
     picture = plot_detections(
         run.model, splits.test, run.path / "plots" / "test_detections.png", class_names=data.class_names, count=16
     )
+    seconds = run.metrics["seconds_per_image"]  # None when the test split is one batch (nothing timed after it)
+    speed = f"{seconds * 1000:.1f} ms per image" if seconds is not None else "one test batch, not timed"
     click.echo(
         f"faster_rcnn on {opts.data}: test mAP@0.5 {run.metrics['map50']:.3f}, mAP@[.5:.95] {run.metrics['map']:.3f}, "
-        f"{run.metrics['seconds_per_image'] * 1000:.1f} ms per image; {picture}; run folder {run.path}"
+        f"{speed}; {picture}; run folder {run.path}"
     )
     return run
 
