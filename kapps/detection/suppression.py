@@ -25,6 +25,11 @@ onnxruntime 1.32):
   with 80); eagerly it is a Python loop of one op per class with candidates (32 ms against 450 ms, 3 classes).
 - Boxes one per class, `(B, N, C, 4)` (Fast and Faster R-CNN's box heads), take the same loops: the class loop
   slices its class's boxes from `(B, C, N, 4)` beside its scores, and the same builtins and ONNX nodes come out.
+- Equal scores: TFLite's NON_MAX_SUPPRESSION_V5 visits boxes of equal score in an order of its own (200 boxes
+  of one score: indices 0, 2, 6, 14, 30, ...), where TensorFlow and onnxruntime take the lower index first. On a
+  blank image a network's scores tie by the hundred, and a Faster R-CNN's proposals, then detections, differed in
+  TFLite. `batched_nms` sorts each row with `tf.math.top_k` (TOPK_V2, TopK: equal values by index in all three
+  runtimes) and gives the NMS op ranks, which never tie, in place of scores.
 """
 
 from __future__ import annotations
@@ -105,16 +110,16 @@ def _nms_op(boxes, scores, *, max_detections, iou_threshold, score_threshold):
 
 
 def _kept_per_row(boxes, rows, **settings):
-    """NMS of each image's `(N, 4)` boxes under each of its R rows of scores: boxes `(B, N, 4)` shared by the rows
-    or `(B, R, N, 4)` one set a row, scores `(B, R, N)` -> kept box indices `(B, R, K)` (0 past the count), their
-    scores `(B, R, K)` and the counts `(B, R)`."""
+    """NMS of each image's `(N, 4)` boxes under each of its R rows of scores: boxes `(B, R, N, 4)`, one set a row,
+    scores `(B, R, N)` -> kept box indices `(B, R, K)` (0 past the count), their scores `(B, R, K)` and the counts
+    `(B, R)`."""
     if tf.executing_eagerly():
         return _kept_per_row_eagerly(boxes, rows, **settings)
     k = settings["max_detections"]
 
     def image(i, kept_rows, kept_scores, kept_counts):
         def row(r, found_rows, found_scores, found_counts):
-            indices, scores, count = _nms_op(_row_boxes(boxes, i, r), rows[i, r], **settings)
+            indices, scores, count = _nms_op(boxes[i, r], rows[i, r], **settings)
             return (
                 r + 1,
                 tf.concat([found_rows, indices[None]], 0),
@@ -145,11 +150,6 @@ def _kept_per_row(boxes, rows, **settings):
     return kept
 
 
-def _row_boxes(boxes, i, r):
-    """The `(N, 4)` boxes of image `i` that row `r` scores: the image's own, or the row's when there is one a row."""
-    return boxes[i] if len(boxes.shape) == 3 else boxes[i, r]
-
-
 def _kept_per_row_eagerly(boxes, rows, **settings):
     """`_kept_per_row` as a Python loop of one op per (image, row) with candidates. Eagerly, the `tf.while_loop`s
     would run in Python too, at ten ops an iteration: 9.6 s of CPU for 64 images of 98 boxes and 80 classes, where
@@ -161,7 +161,7 @@ def _kept_per_row_eagerly(boxes, rows, **settings):
     kept_scores = np.zeros((batch, num_rows, k), np.float32)
     kept_counts = np.zeros((batch, num_rows), np.int32)
     for i, r in zip(*np.nonzero(np.max(rows, axis=-1, initial=-np.inf) > settings["score_threshold"]), strict=True):
-        indices, scores, count = _nms_op(_row_boxes(boxes, i, r), rows[i, r], **settings)
+        indices, scores, count = _nms_op(boxes[i, r], rows[i, r], **settings)
         kept_rows[i, r], kept_scores[i, r], kept_counts[i, r] = indices, scores, count
     return tf.constant(kept_rows), tf.constant(kept_scores), tf.constant(kept_counts)
 
@@ -237,22 +237,34 @@ def _batched_nms(boxes, class_scores, *, max_detections, iou_threshold, score_th
     # (B, C, N), one NMS per class, row r is class r; or (B, 1, N), every box by its best class
     rows = tf.transpose(class_scores, [0, 2, 1]) if per_class else tf.reduce_max(class_scores, axis=-1)[:, None]
     row_boxes = tf.transpose(boxes, [0, 2, 1, 3]) if one_per_class else boxes  # (B, C, N, 4), or (B, N, 4)
-    kept_rows, kept_scores, kept_counts = _kept_per_row(
-        row_boxes, rows, max_detections=k, iou_threshold=iou_threshold, score_threshold=score_threshold
+    # The NMS ops see each row's candidates sorted (`top_k`: equal scores by index in every runtime), scored by rank,
+    # N for the first down to 1, 0 at or below the threshold. With equal scores, TFLite's NMS kernel visits boxes
+    # in an order of its own, where TensorFlow's and onnxruntime's take the lower index first: a blank image made
+    # a Faster R-CNN's proposals differ; distinct ranks leave no tie to break.
+    n = rows.shape[-1] if rows.shape[-1] is not None else tf.shape(rows)[-1]
+    sorted_scores, by_score = tf.math.top_k(rows, k=n)  # (B, R, N)
+    ranks = tf.cast(n - tf.range(n), tf.float32)
+    ranks = tf.where(sorted_scores > score_threshold, ranks, tf.zeros_like(sorted_scores))
+    sorted_boxes = tf.gather(row_boxes, by_score, batch_dims=2 if one_per_class else 1)  # (B, R, N, 4)
+    kept, _, kept_counts = _kept_per_row(
+        sorted_boxes, ranks, max_detections=k, iou_threshold=iou_threshold, score_threshold=0.0
     )
+    valid = tf.range(k) < tf.expand_dims(kept_counts, -1)  # `[..., None]`: a StridedSlice TFLite refuses
+    kept = tf.where(valid, kept, -1)
+    kept_rows = _gather_or(by_score, kept, -1, batch_dims=2)  # (B, R, K) box indices, -1 past the count
+    kept_scores = _gather_or(sorted_scores, kept, 0.0, batch_dims=2)
     # (B, R, K) -> each image's best K of its R * K: padding ranks last, equal scores keep the lower (row, rank)
     # first. Padding is the lowest finite float, not -inf: tf2onnx turns `tf.where(kept, scores, 0.0)` into
     # `scores * kept + ...`, and -inf * 0 is NaN.
     batch = tf.shape(boxes)[0]
     lowest = tf.float32.min
-    valid = tf.range(k) < tf.expand_dims(kept_counts, -1)  # `[..., None]`: a StridedSlice TFLite refuses
     ranked = tf.reshape(tf.where(valid, kept_scores, lowest), [batch, -1])
     ranked = tf.concat([ranked, tf.fill([batch, k], lowest)], 1)  # at least K entries, also with no rows at all
     scores, order = tf.math.top_k(ranked, k=k)
     counts = tf.minimum(tf.reduce_sum(kept_counts, axis=1), k)
     kept = tf.range(k) < counts[:, None]
     order = tf.where(kept, order, -1)
-    box_rows = _gather_or(tf.reshape(tf.where(valid, kept_rows, -1), [batch, -1]), order, -1, batch_dims=1)
+    box_rows = _gather_or(tf.reshape(kept_rows, [batch, -1]), order, -1, batch_dims=1)
     if per_class:
         classes = order // k
     else:

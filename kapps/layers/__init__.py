@@ -7,15 +7,19 @@ from kapps.layers.lrn import LocalResponseNormalization
 from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
 from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
+from kapps.layers.two_stage import ClassBoxes, Proposals, PyramidRoIPool
 from kapps.layers.yolo import YoloV1Decode
 
 __all__ = [
     "ChannelPadShortcut",
+    "ClassBoxes",
     "ClassMasks",
     "ConnectionTableConv2D",
     "LocalResponseNormalization",
     "NonMaxSuppression",
     "PasteMasks",
+    "Proposals",
+    "PyramidRoIPool",
     "RoIAlign",
     "RoIPooling",
     "SobelEdges",

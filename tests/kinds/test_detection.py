@@ -79,6 +79,24 @@ def test_float_detections_pair_in_any_order_and_may_differ_at_the_score_threshol
     assert detection.compare_detections(swapped, reference, exact=True)["detection_agreement"] == 0.0
 
 
+def test_float_detections_may_differ_at_the_cut_of_an_image_whose_rows_are_full():
+    boxes = [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.2, 0.6, 0.3, 0.7]]
+    reference = detections(boxes, [0.9, 0.4, 0.3], [0, 1, 2])  # 3 detections in 3 rows: the count cut them
+    # the third candidate and a fourth scored 0.3 within 1e-8: the other runtime kept the fourth
+    other_third = detections([*boxes[:2], [0.0, 0.0, 0.2, 0.2]], [0.9, 0.4, 0.3], [0, 1, 0])
+    # well above the lowest score, a detection may not be exchanged
+    other_second = detections([boxes[0], [0.0, 0.0, 0.2, 0.2], boxes[2]], [0.9, 0.4, 0.3], [0, 0, 2])
+    result = detection.compare_detections(stack(other_third, other_second), stack(reference, reference), exact=True)
+    assert result["detection_agreement"] == 0.5
+    # with a free row the third detection was not cut by the count, so it may not go missing
+    roomy = detection.compare_detections(
+        detections(other_third["boxes"][0], [0.9, 0.4, 0.3], [0, 1, 0], k=4),
+        detections(boxes, [0.9, 0.4, 0.3], [0, 1, 2], k=4),
+        exact=True,
+    )
+    assert roomy["detection_agreement"] == 0.0
+
+
 def test_quantised_detections_are_compared_above_the_score_floor():
     reference = detections([[0.0, 0.0, 0.4, 0.4], [0.5, 0.5, 1.0, 1.0]], [0.9, 0.02], [1, 0])
     # the low-scoring detection is lost and another appears below the floor (0.25): the image still agrees

@@ -212,3 +212,24 @@ def test_per_class_boxes_export_with_the_same_detections(tmp_path):
             np.testing.assert_array_equal(got["classes"], expected["classes"], err_msg=name)
             np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-5, err_msg=name)
             np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-5, err_msg=name)
+
+
+def test_equal_scores_keep_the_same_boxes_in_every_runtime(tmp_path):
+    """Twelve boxes of one score in six overlapping pairs, four kept: TensorFlow's and onnxruntime's NMS ops visit
+    equal scores by index, TFLite's in an order of its own (it kept other boxes, in another order, before
+    `batched_nms` gave the op ranks in place of scores)."""
+    model = detector(max_detections=4, iou_threshold=0.5, score_threshold=0.2)
+    left = np.linspace(0.0, 0.75, 6)[:, None] + [0.0, 0.0, 0.2, 0.2]
+    boxes = np.stack([left, left + [0.01, 0.01, 0.01, 0.01]], axis=1).reshape(NUM_BOXES, 4)  # pairs at IoU 0.82
+    rows = np.concatenate([boxes, np.tile([0.5, 0.0, 0.0], (NUM_BOXES, 1))], axis=-1)[None].astype("float32")
+    expected = keras_runner(model)(rows)
+    assert expected["num_detections"][0] == 4
+    np.testing.assert_array_equal(expected["boxes"][0], boxes[[0, 2, 4, 6]].astype("float32"))  # the first of each pair
+    saved = writers.write_saved_model(model, tmp_path / "saved_model")
+    for run in (
+        tflite_runner(writers.write_tflite(saved, tmp_path / "model.tflite")),
+        onnx_runner(writers.write_onnx(model, tmp_path / "model.onnx")),
+    ):
+        got = run(rows)
+        np.testing.assert_array_equal(got["boxes"], expected["boxes"])
+        np.testing.assert_array_equal(got["classes"], expected["classes"])
