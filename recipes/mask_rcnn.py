@@ -6,6 +6,8 @@ as a classifier of 48-pixel windows around the objects of the training scenes, t
 (`MaskRCNNTrainer`: Faster R-CNN's approximate joint training plus the mask loss on the foreground RoIs) with Adam on
 a warm-up and cosine decay. The anchors, proposal counts and head widths are scaled to the 128-pixel scenes and
 recorded in config.json. The test split is scored by COCO box AP and mask AP (pycocotools' `segm`).
+Measured (seed 0, `time python recipes/mask_rcnn.py`, two quiet CPU cores): test box mAP@0.5 0.983, mAP@[.5:.95]
+0.821, mask mAP@0.5 0.980, mask mAP@[.5:.95] 0.794, in 22 min 27 s.
 
 `--data folder:PATH` reads a COCO-layout folder with polygon or RLE masks; the paper's setting is COCO at 800
 pixels with an ImageNet ResNet-50 (He et al. 2017: 35.7 mask AP on test-dev with ResNet-101-FPN).
