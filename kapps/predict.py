@@ -92,7 +92,8 @@ def load_predictor(path) -> Predictor:
     model_name = None
     if model_file is not None:
         model = load_keras(model_file)  # fails in one sentence of its own
-        runner, model_name = runtimes.keras_runner(model), model.name
+        runner = _proposal_runner(model, facts) if takes_proposals(model) else runtimes.keras_runner(model)
+        model_name = model.name
     else:
         try:
             runner = loader(path)
@@ -115,6 +116,25 @@ def load_predictor(path) -> Predictor:
     class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
     convention = check_convention(facts.get("preprocessing", "unit"))
     return Predictor(given, runner, shape, class_names, task, convention)
+
+
+def takes_proposals(model) -> bool:
+    """Whether `model` is a network that takes proposals beside the image (`kapps.models.fast_rcnn`)."""
+    return isinstance(model.input, dict) and set(model.input) == {"image", "proposals"}
+
+
+def _proposal_runner(model, facts: dict) -> Runner:
+    """Fast R-CNN's network behind the selective search its run recorded: a runner of images, as any other."""
+    from kapps.detection.regions import SelectiveSearch
+    from kapps.models.detection.fast import FastRCNN
+
+    detector = FastRCNN(model, SelectiveSearch(**(facts.get("proposals") or {})))
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return detector(images)
+
+    run.input_shape = tuple(model.input["image"].shape[1:])
+    return run
 
 
 def _export_facts(path: Path) -> dict:

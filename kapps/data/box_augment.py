@@ -128,3 +128,35 @@ def _unstack_masks(stacked, targets, result, *, rows, keep) -> None:
         result["masks"] = tf.cast(tf.where(keep[..., None, None], masks, 0.0), targets["masks"].dtype)
     if "semantic" in targets:
         result["semantic"] = tf.cast(stacked[..., -1], targets["semantic"].dtype)
+
+
+def flip_augment(*, seed: int = 0, box_keys=("boxes", "proposals")) -> Callable:
+    """Flip half of the images left to right, with every box set of their targets: Fast R-CNN's only augmentation
+    (Girshick 2015, sec. 3.1), which must move the proposals the targets carry (`"proposals"`) with the objects.
+
+    Args:
+        seed: seed of the flips.
+        box_keys: the targets' `(B, N, 4)` `rel_xyxy` boxes to flip, those present; all-zero (padding) rows stay
+            zero.
+
+    Returns:
+        A function mapping a batch `(images, targets)` to flipped images and targets, for
+        `kapps.data.pipeline(..., augment=...)`.
+    """
+    generator = tf.random.Generator.from_seed(seed)
+
+    def augment(images, targets):
+        flip = generator.uniform([tf.shape(images)[0]]) < 0.5  # (B,)
+        images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        result = dict(targets)
+        for key in box_keys:
+            if key not in targets:
+                continue
+            boxes = tf.convert_to_tensor(targets[key], tf.float32)
+            x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+            mirrored = tf.stack([1.0 - x2, y1, 1.0 - x1, y2], axis=-1)
+            real = tf.reduce_any(boxes != 0.0, axis=-1, keepdims=True)
+            result[key] = tf.where(flip[:, None, None] & real, mirrored, boxes)
+        return images, result
+
+    return augment

@@ -7,10 +7,11 @@ table of a hundred thousand proposals costs its boxes, not a hundred thousand cr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from kapps.detection.regions import warp
+from kapps.detection.regions import pad_proposals, to_uint8, warp
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -111,3 +112,50 @@ def region_batches(
     )
     batches = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
     return batches.map(_cutter(images, size=size, context=context)).prefetch(tf.data.AUTOTUNE)
+
+
+def with_proposals(
+    split: tf.data.Dataset,
+    search: Callable[[np.ndarray], np.ndarray],
+    *,
+    rows: int | None = None,
+    name: str = "scenes",
+    progress: bool = True,
+) -> tuple[tf.data.Dataset, np.ndarray]:
+    """Each example of an unbatched detection split with its proposals: `(image, {..., "proposals": (P, 4)})`.
+
+    The proposals are computed once, here (selective search takes tens of milliseconds an image), and held as
+    one `(I, P, 4)` table that the returned dataset zips with the split, so every epoch reads them from memory.
+    The split must give its examples in the same order on every pass, as kapps' sources do.
+
+    Args:
+        split: `(image, targets)` examples, images in [0, 1].
+        search: the proposal function, `uint8 (H, W, 3) -> (N, 4) rel_xyxy`
+            (`kapps.detection.regions.SelectiveSearch`).
+        rows: P, the proposals kept an image (zero rows pad the rest); the most any image has by default.
+        name: what the progress bar calls the split.
+        progress: show a progress bar.
+
+    Returns:
+        `(dataset, table)`: the split with `"proposals"` added to its targets, and the `(I, P, 4)` table.
+    """
+    count = int(split.cardinality())
+    bar = keras.utils.Progbar(count if count > 0 else None, unit_name="image") if progress else None
+    if bar is not None:
+        print(f"selective search on the {name}")
+    found = []
+    for images, _ in split.batch(64).as_numpy_iterator():
+        found.extend(search(image) for image in to_uint8(images))
+        if bar is not None:
+            bar.update(len(found))
+    if not found:
+        raise ValueError("split must hold at least one scene. Received: an empty split")
+    table = pad_proposals(found, rows=rows)
+    proposals = tf.data.Dataset.from_tensor_slices(table)
+
+    def join(example, boxes):
+        image, targets = example
+        return image, {**targets, "proposals": boxes}
+
+    joined = tf.data.Dataset.zip(split, proposals).map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return joined.apply(tf.data.experimental.assert_cardinality(len(found))), table

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import hashlib
 from collections.abc import Sequence
 
 from kapps.detection.boxes import iou
@@ -243,3 +244,59 @@ def proposal_recall(regions: dict, *, min_iou: float = 0.5) -> float:
     near = ~is_gt & (np.asarray(regions["iou"]) >= min_iou)
     pairs = np.stack([np.asarray(regions["image"])[near], np.asarray(regions["gt"])[near]], axis=1)
     return len(np.unique(pairs, axis=0)) / objects
+
+
+class SelectiveSearch:
+    """Selective search as a proposal function of uint8 images, with its settings, and optionally a memory.
+
+    Args:
+        mode: `kapps.detection.regions.selective_search`'s mode (`"fast"`, R-CNN's and Fast R-CNN's).
+        max_proposals: boxes kept an image (2,000 in the papers).
+        scale: the image is resized by this before the search.
+        remember: keep each image's proposals, keyed by its pixels, so a second call on the same image (the
+            validation scenes, epoch after epoch) costs a hash, not a search.
+    """
+
+    def __init__(self, *, mode: str = "fast", max_proposals: int = 2000, scale: float = 1.0, remember: bool = False):
+        self.mode = mode
+        self.max_proposals = int(max_proposals)
+        self.scale = float(scale)
+        self.memory: dict[bytes, np.ndarray] | None = {} if remember else None
+
+    def settings(self) -> dict:
+        return {"mode": self.mode, "max_proposals": self.max_proposals, "scale": self.scale}
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """`(H, W, 3)` uint8 -> `(N, 4)` float32 `rel_xyxy` proposals."""
+        key = None
+        if self.memory is not None:
+            key = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+            if key in self.memory:
+                return self.memory[key]
+        boxes = selective_search(image, mode=self.mode, max_proposals=self.max_proposals, scale=self.scale)
+        if key is not None:
+            self.memory[key] = boxes
+        return boxes
+
+
+def pad_proposals(proposals: Sequence[np.ndarray], *, rows: int | None = None, multiple: int = 1) -> np.ndarray:
+    """Stack each image's `(N_i, 4)` proposals into `(B, P, 4)` with zero rows for padding.
+
+    Args:
+        proposals: one array a image.
+        rows: P; by default the most any image has (at least 1), rounded up to `multiple`. Longer lists are cut.
+        multiple: round the default P up to a multiple of this (fewer shapes for a traced function to see).
+    """
+    if rows is None:
+        most = max([len(p) for p in proposals] + [1])
+        rows = -(-most // multiple) * multiple
+    table = np.zeros((len(proposals), rows, 4), np.float32)
+    for row, boxes in enumerate(proposals):
+        kept = np.asarray(boxes, np.float32)[:rows]
+        table[row, : len(kept)] = kept
+    return table
+
+
+def to_uint8(images) -> np.ndarray:
+    """Images in [0, 1] as uint8, rounded: the pixels selective search sees."""
+    return np.clip(np.round(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)

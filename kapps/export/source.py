@@ -102,6 +102,12 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         model_file = path
         name = path.stem
     saved = load_keras(model_file)
+    if isinstance(saved.input, dict) and "proposals" in saved.input:
+        raise ModelError(
+            f"{str(path)!r} holds Fast R-CNN's network, which takes selective search's proposals beside the image and "
+            "no exported file computes them; run it with kapps.models.detection.FastRCNN.load(run folder) or "
+            "kapps predict, or export a Faster R-CNN, whose proposals are in its graph."
+        )
     policies = {layer.dtype_policy.name for layer in saved.layers} - {"float32"}
     policy = policies.pop() if len(policies) == 1 else "float32" if not policies else "mixed"
     model = float32_twin(saved)

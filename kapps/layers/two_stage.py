@@ -316,7 +316,8 @@ class ClassBoxes(keras.layers.Layer):
 
     Class `c`'s box is proposal `n` moved by the head's class-`c` deltas (`kapps.detection.decode` with
     `HEAD_VARIANCES`), clipped to the image; its score is the softmax probability of class `c` (the background's
-    is left out). Fast R-CNN (Girshick 2015, sec. 2.3) and Faster R-CNN regress a box per class this way.
+    is left out). Fast R-CNN (Girshick 2015, sec. 2.3) and Faster R-CNN regress a box per class this way. A
+    proposal without area (an all-zero padding row) scores 0 for every class, so it never becomes a detection.
 
     Inputs: proposals `(B, N, 4)`, class logits `(B, N, C + 1)` (background first), deltas `(B, N, 4 C)`.
     Output: `{"boxes": (B, N, C, 4), "class_scores": (B, N, C)}`, for `kapps.layers.NonMaxSuppression`.
@@ -335,6 +336,8 @@ class ClassBoxes(keras.layers.Layer):
     def call(self, proposals, class_logits, deltas):
         proposals = tf.cast(proposals, tf.float32)
         scores = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[..., 1:]
+        has_area = (proposals[..., 2] > proposals[..., 0]) & (proposals[..., 3] > proposals[..., 1])
+        scores = scores * tf.cast(has_area, tf.float32)[..., None]
         deltas = tf.reshape(tf.cast(deltas, tf.float32), [tf.shape(deltas)[0], -1, self.num_classes, 4])
         boxes = clip(decode(deltas, tf.expand_dims(proposals, 2), variances=HEAD_VARIANCES))
         return {"boxes": boxes, "class_scores": scores}

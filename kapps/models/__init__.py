@@ -19,9 +19,11 @@ from kapps.models.backbones import (
 )
 from kapps.models.detection import (
     FasterRCNNTrainer,
+    FastRCNNTrainer,
     MaskRCNNTrainer,
     darknet24,
     darknet_small,
+    fast_rcnn,
     faster_rcnn,
     mask_rcnn,
     yolo_v1,
@@ -60,6 +62,7 @@ from kapps.models.vgg import (
 from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, info, list_models
 
 __all__ = [
+    "FastRCNNTrainer",
     "FasterRCNNTrainer",
     "MaskRCNNTrainer",
     "FeatureMap",
@@ -73,6 +76,7 @@ __all__ = [
     "darknet24",
     "darknet_small",
     "detection",
+    "fast_rcnn",
     "faster_rcnn",
     "feature_maps",
     "googlenet",

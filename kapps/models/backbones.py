@@ -55,7 +55,9 @@ def backbone(
             without the top is loaded); or the path of a `.keras` file of a model that contains this backbone's
             layers (the trained classifier of a run folder, a detector with this backbone, or a saved backbone):
             each weighted layer takes the weights of the layer of the same name.
-        maps: the names of the maps to return (`["C3", "C4", "C5"]`); all of them by default.
+        maps: the names of the maps to return (`["C3", "C4", "C5"]`); all of them by default. A name that is no
+            declared map but a layer of the body returns that layer's output under its name: Fast R-CNN reads
+            VGG-16's `"block5_conv3"` (conv5_3, stride 16), the last convolution before the pooling that is `C5`.
         **kwargs: more keywords of the classifier's builder (`batch_norm`, `conv_bias`, ...), except those of its
             head.
 
@@ -66,6 +68,8 @@ def backbone(
         ModelError: the model has no backbone, a map name is unknown, or the weights do not fit.
     """
     declared = feature_maps(name)
+    declared_names = [feature.name for feature in declared]
+    layer_maps = [m for m in maps or () if m not in declared_names]
     chosen = _choose(declared, maps, name)
     for head_option in ("include_top", "pooling", "num_classes", "classifier_activation"):
         if head_option in kwargs:
@@ -77,7 +81,16 @@ def backbone(
         weights=builder_weights,
         **kwargs,
     )
+    layers = {layer.name for layer in body.layers}
+    unknown = [m for m in layer_maps if m not in layers]
+    if unknown:
+        raise ModelError(
+            f"The backbone of {name!r} has the maps {', '.join(declared_names)} and no map or layer named "
+            f"{', '.join(unknown)}."
+        )
     outputs = {feature.name: body.get_layer(feature.layer).output for feature in chosen}
+    outputs |= {layer: body.get_layer(layer).output for layer in layer_maps}
+    outputs = {m: outputs[m] for m in maps} if maps is not None else outputs  # in the order asked for
     model = keras.Model(body.inputs, outputs, name=f"{name}_backbone")
     if weights is not None and weights != "imagenet":
         load_backbone_weights(model, weights)
@@ -186,12 +199,10 @@ def list_backbones() -> list[str]:
 
 
 def _choose(declared: tuple[FeatureMap, ...], maps: Sequence[str] | None, name: str) -> tuple[FeatureMap, ...]:
+    """The declared maps asked for (all of them for None); asking for no map at all is refused."""
     if maps is None:
         return declared
-    by_name = {feature.name: feature for feature in declared}
-    unknown = [m for m in maps if m not in by_name]
-    if unknown or not maps:
-        raise ModelError(
-            f"The backbone of {name!r} has the maps {', '.join(by_name)}; it has no {', '.join(unknown) or 'empty'}."
-        )
-    return tuple(by_name[m] for m in maps)
+    if not maps:
+        names = ", ".join(feature.name for feature in declared)
+        raise ModelError(f"Ask the backbone of {name!r} for at least one map: it has {names}.")
+    return tuple(feature for feature in declared if feature.name in maps)

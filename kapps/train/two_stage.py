@@ -1,6 +1,7 @@
 """What the two-stage detector recipes share (`recipes/faster_rcnn.py`, `recipes/mask_rcnn.py`): their options, the
 checks of them, the data, the backbone's pre-training on object crops and the training of the model and its trainer
-through the engine. A recipe keeps its story: which model, which trainer, how it is scored and shown.
+through the engine (`fit_detector`, which `recipes/fast_rcnn.py` calls with its own data and options). A recipe
+keeps its story: which model, which trainer, how it is scored and shown.
 """
 
 from __future__ import annotations
@@ -164,27 +165,85 @@ def fit_two_stage(
     augment = detection_augment(image_size=size, seed=opts.seed)
     splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=augment, eval_batch_size=32)
     kwargs = {**settings.model_kwargs(data), **(model_kwargs or {})}
-    try:  # options that do not make the model fail here, in one sentence, before any training
-        build(model, **kwargs)
+    run = fit_detector(
+        opts,
+        data=data,
+        splits=splits,
+        model=model,
+        model_kwargs=kwargs,
+        trainer=trainer,
+        trainer_kwargs={
+            "roi_samples": settings.roi_samples,
+            "train_proposals": settings.train_proposals,
+            "seed": opts.seed,
+        },
+        backbone=settings.backbone,
+        pretrain_epochs=settings.pretrain_epochs,
+        evaluate=evaluate,
+        map_every=settings.map_every,
+    )
+    return run, splits, data
+
+
+def check_builds(model: str, model_kwargs: dict) -> None:
+    """Build the registered `model` once, so that options that make none fail in one sentence before any work.
+
+    Raises:
+        OptionError: the builder refused the keywords.
+    """
+    try:
+        build(model, **model_kwargs)
     except ValueError as err:
         raise OptionError(f"These options do not make a {model}: {err}") from None
-    trainer_kwargs = {
-        "roi_samples": settings.roi_samples,
-        "train_proposals": settings.train_proposals,
-        "seed": opts.seed,
-    }
+
+
+def fit_detector(
+    opts: TrainOptions,
+    *,
+    data: kapps.data.Data,
+    splits: kapps.data.Splits,
+    model: str,
+    model_kwargs: dict,
+    trainer: Callable[..., keras.Model],
+    trainer_kwargs: dict,
+    backbone: str,
+    pretrain_epochs: int,
+    evaluate: Callable,
+    map_every: int = 1,
+    val_detector: Callable[[keras.Model], Callable] | None = None,
+    config: dict | None = None,
+) -> Run:
+    """Pre-train the backbone on object crops, then train the registered detector `model` with its `trainer`,
+    keeping the epoch of best validation mAP@0.5; the engine writes the run folder.
+
+    Args:
+        opts: the shared recipe options.
+        data: the detection data, for the crops and the class names.
+        splits: its batched splits (training augmented as the recipe likes).
+        model: the registered detector (`"fast_rcnn"`, `"faster_rcnn"`, `"mask_rcnn"`), built with `model_kwargs`.
+        trainer: the trainer class, called with the built model and `trainer_kwargs`.
+        backbone: the detector's registered backbone, pre-trained as a classifier first.
+        pretrain_epochs: epochs of that pre-training; 0 for none.
+        evaluate: scores the trained network on the test split, `evaluate(network, test, class_names=...)`.
+        map_every: epochs between validation mAPs.
+        val_detector: the detector that runs a trained network, `val_detector(network)`, for the validation mAP:
+            the network itself by default; Fast R-CNN's puts selective search in front of it.
+        config: more of config.json.
+
+    Raises:
+        OptionError: model keywords that make no model.
+    """
+    check_builds(model, model_kwargs)
 
     # The backbone, pre-trained as a classifier of the objects of the training scenes (the papers use ImageNet).
     pretrained = None
-    if settings.pretrain_epochs:
+    if pretrain_epochs:
         crops = object_crops(data, size=(48, 48), scale="native")
         pretrained = fit_classifier(
-            dataclasses.replace(
-                opts, out=str(Path(opts.out) / "pretrain"), epochs=settings.pretrain_epochs, batch_size=32
-            ),
+            dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs, batch_size=32),
             crops,
-            build_model=lambda: build(settings.backbone, input_shape=crops.input_shape, num_classes=data.num_classes),
-            config={"task": "classification", "model": {"name": settings.backbone}},
+            build_model=lambda: build(backbone, input_shape=crops.input_shape, num_classes=data.num_classes),
+            config={"task": "classification", "model": {"name": backbone}},
         )
         click.echo(f"backbone pre-training on object crops: test accuracy {pretrained.metrics['test_accuracy']:.4f}")
 
@@ -192,19 +251,22 @@ def fit_two_stage(
     schedule = warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
 
     def build_model() -> keras.Model:
-        network = build(model, **kwargs)
+        network = build(model, **model_kwargs)
         if pretrained is not None:  # the classifier's layers the network's backbone has (up to C4 without FPN)
-            body = network.get_layer(f"{settings.backbone}_backbone")
+            body = network.get_layer(f"{backbone}_backbone")
             copy_weights(pretrained.model, body, layers=[layer.name for layer in body.layers if layer.weights])
         compiled = trainer(network, **trainer_kwargs)
         compiled.compile(optimizer=keras.optimizers.Adam(schedule))
         return compiled
 
-    def inference(compiled: keras.Model) -> keras.Model:
+    def network_of(compiled: keras.Model) -> keras.Model:
         return compiled.detector
 
+    def detect(network: keras.Model) -> Callable:
+        return val_detector(network) if val_detector is not None else network
+
     # Train end to end; the epoch of best validation (box) mAP@0.5 is kept.
-    run = fit(
+    return fit(
         opts,
         build_model=build_model,
         train=splits.train,
@@ -215,11 +277,13 @@ def fit_two_stage(
         mode="max",
         callbacks=[
             DetectionMetrics(
-                splits.val, class_names=data.class_names, inference_model=inference, every=settings.map_every
+                splits.val,
+                class_names=data.class_names,
+                inference_model=lambda compiled: detect(compiled.detector),
+                every=map_every,
             )
         ],
-        export_model=inference,
+        export_model=network_of,
         evaluate_test=lambda network: evaluate(network, splits.test, class_names=data.class_names),
-        config=run_config(model, kwargs=kwargs, data=data, trainer=trainer_kwargs),
+        config={**run_config(model, kwargs=model_kwargs, data=data, trainer=trainer_kwargs), **(config or {})},
     )
-    return run, splits, data

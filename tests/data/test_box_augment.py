@@ -1,7 +1,7 @@
 """Box-aware augmentation: exact mirrored boxes, boxes that still bound their pixels after scale jitter, padding."""
 
 import kapps.data
-from kapps.data.box_augment import detection_augment
+from kapps.data.box_augment import detection_augment, flip_augment
 from kapps.data.scenes import load_shapes
 
 import numpy as np
@@ -127,3 +127,22 @@ def test_the_seed_decides_the_transforms_even_under_op_determinism():
     for a, b in zip(same, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(same, other, strict=True))
+
+
+def test_fast_rcnn_flip_moves_the_proposals_with_the_objects():
+    """Fast R-CNN's flip mirrors the image, its boxes and its proposals together, image by image, and leaves
+    padding rows zero; about half the images flip."""
+    image = np.zeros((32, 40, 3))
+    image[4:10, 2:6] = 1.0
+    images, targets = batch_of(image, [[0.1, 0.2, 0.5, 0.6], [0, 0, 0, 0]], [3, -1], copies=64)
+    targets["proposals"] = tf.constant(np.tile(np.array([[0.0, 0.1, 0.25, 0.5], [0, 0, 0, 0]], np.float32), (64, 1, 1)))
+    flipped_images, out = flip_augment(seed=3)(images, targets)
+    flipped = flipped_images.numpy()[:, 5, 3, 0] == 0.0  # the mark left its corner
+    assert 16 < flipped.sum() < 48
+    np.testing.assert_array_equal(flipped_images.numpy()[flipped], images.numpy()[flipped][:, :, ::-1])
+    np.testing.assert_array_equal(flipped_images.numpy()[~flipped], images.numpy()[~flipped])
+    np.testing.assert_allclose(out["boxes"].numpy()[flipped, 0], np.tile([0.5, 0.2, 0.9, 0.6], (flipped.sum(), 1)))
+    np.testing.assert_allclose(out["proposals"].numpy()[flipped, 0], np.tile([0.75, 0.1, 1.0, 0.5], (flipped.sum(), 1)))
+    np.testing.assert_array_equal(out["boxes"].numpy()[~flipped], targets["boxes"].numpy()[~flipped])
+    assert not out["boxes"].numpy()[:, 1].any() and not out["proposals"].numpy()[:, 1].any()
+    np.testing.assert_array_equal(out["classes"], targets["classes"])

@@ -128,7 +128,7 @@ def test_stages_split_the_body_at_the_maps():
 def test_bad_requests_are_one_sentence():
     with pytest.raises(ModelError, match="'yolo_v1' has no backbone feature maps; models with them: darknet24"):
         kapps.models.backbone("yolo_v1")
-    with pytest.raises(ModelError, match="has the maps C0, C1, C2; it has no C5"):
+    with pytest.raises(ModelError, match="has the maps C0, C1, C2 and no map or layer named C5"):
         kapps.models.backbone("resnet20", maps=["C5"])
     with pytest.raises(ValueError, match="pooling belongs to the classifier's head"):
         kapps.models.backbone("resnet20", pooling="avg")

@@ -7,7 +7,8 @@ head (two fully connected layers, K + 1 class scores and a box per class) and pe
 
 `FasterRCNNTrainer` trains it by the paper's approximate joint training: one step computes the RPN's loss on
 sampled anchors, takes the RPN's proposals as given (no gradient through their coordinates), samples RoIs among
-them and the ground truth, and adds the box head's loss; one optimizer updates everything. It holds the inference
+them and the ground truth, and adds the box head's loss (Fast R-CNN's step, `FastRCNNTrainer`, which it extends);
+one optimizer updates everything. It holds the inference
 model and shares its layers, so the trained model is the inference model (`trainer.detector`).
 
     >>> detector = kapps.models.faster_rcnn(input_shape=(512, 512, 3), num_classes=20)
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kapps.detection import roi_targets, rpn_targets
+from kapps.detection import rpn_targets
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.two_stage import ClassBoxes, Proposals, PyramidRoIPool
-from kapps.losses import box_head_losses, rpn_losses
+from kapps.losses import rpn_losses
 from kapps.models._common import load_weights, model_input
 from kapps.models.backbones import backbone as make_backbone
+from kapps.models.detection.fast import FastRCNNTrainer, box_head
 from kapps.models.detection.fpn import fpn as fpn_neck
 from kapps.registry import register_model
 
@@ -220,26 +222,6 @@ def rpn_head(*, channels: int, hidden: int, anchors_per_cell: int, name: str = "
     return keras.Model(inputs, [logits, deltas], name=name)
 
 
-def box_head(*, pool_size: int, channels: int, units: int, num_classes: int, name: str = "box_head") -> keras.Model:
-    """Fast R-CNN's RoI head: each RoI's pooled features through two fully connected layers (`fc6`, `fc7`), then
-    sibling layers for K + 1 class logits and 4 K deltas (Girshick 2015, sec. 2; FPN's "2-fc MLP head").
-
-    Returns:
-        A `keras.Model` from `(B, N, pool, pool, channels)` to `[(B, N, C + 1), (B, N, 4 C)]`.
-    """
-    inputs = keras.Input((None, pool_size, pool_size, channels), name=f"{name}_input")
-    x = keras.layers.Reshape((-1, pool_size * pool_size * channels), name="roi_flatten")(inputs)
-    x = keras.layers.Dense(units, activation="relu", name="fc6")(x)
-    x = keras.layers.Dense(units, activation="relu", name="fc7")(x)
-    logits = keras.layers.Dense(
-        num_classes + 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), dtype="float32", name="cls"
-    )(x)
-    deltas = keras.layers.Dense(
-        4 * num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), dtype="float32", name="box"
-    )(x)
-    return keras.Model(inputs, [logits, deltas], name=name)
-
-
 def _join(tensors, *, axis: int, name: str):
     """Concatenate the levels' tensors, or name the one level's, so the result is always the layer `name`."""
     if len(tensors) == 1:
@@ -248,7 +230,7 @@ def _join(tensors, *, axis: int, name: str):
 
 
 @keras.saving.register_keras_serializable(package="kapps")
-class FasterRCNNTrainer(keras.Model):
+class FasterRCNNTrainer(FastRCNNTrainer):
     """Trains a `faster_rcnn` inference model end to end by approximate joint training (Ren et al. 2015, sec. 3.2).
 
     A training step, on images and their padded ground truth `{"boxes": (B, G, 4), "classes": (B, G)}`:
@@ -258,7 +240,8 @@ class FasterRCNNTrainer(keras.Model):
     2. proposals from the RPN's outputs (`train_pre_nms_top_n` into NMS 0.7, `train_proposals` out), with no
        gradient through their coordinates (the "approximate" of approximate joint training);
     3. the box head's loss on `roi_samples` RoIs per image sampled by `kapps.detection.roi_targets` among the
-       proposals and the ground-truth boxes (25% foreground at IoU >= 0.5, background below 0.5).
+       proposals and the ground-truth boxes (25% foreground at IoU >= 0.5, background below 0.5): Fast R-CNN's
+       step (`FastRCNNTrainer`), on the RPN's proposals instead of the data's.
 
     The sum of the four terms is minimised by the compiled optimizer. The metrics are the total `loss` and each
     term, `rpn_class_loss`, `rpn_box_loss`, `class_loss`, `box_loss`; `test_step` computes them with fixed
@@ -275,6 +258,8 @@ class FasterRCNNTrainer(keras.Model):
         seed: the seed of the sampling.
     """
 
+    TERMS = ("rpn_class_loss", "rpn_box_loss", *FastRCNNTrainer.TERMS)
+
     def __init__(
         self,
         detector: keras.Model,
@@ -288,16 +273,17 @@ class FasterRCNNTrainer(keras.Model):
         seed: int = 0,
         **kwargs,
     ):
-        kwargs.setdefault("name", f"{detector.name}_trainer")
-        super().__init__(**kwargs)
-        self.detector = detector
+        super().__init__(
+            detector,
+            roi_samples=roi_samples,
+            roi_positive_fraction=roi_positive_fraction,
+            background_iou=background_iou,
+            seed=seed,
+            **kwargs,
+        )
         self.rpn_samples = int(rpn_samples)
-        self.roi_samples = int(roi_samples)
-        self.roi_positive_fraction = float(roi_positive_fraction)
-        self.background_iou = tuple(float(v) for v in background_iou)
         self.train_pre_nms_top_n = int(train_pre_nms_top_n)
         self.train_proposals = int(train_proposals)
-        self.seed = int(seed)
         proposals = detector.get_layer("proposals")
         self.anchors = tf.constant(proposals.anchors)
         self.train_proposal_layer = Proposals.from_config(
@@ -308,38 +294,20 @@ class FasterRCNNTrainer(keras.Model):
                 "post_nms_top_n": self.train_proposals,
             }
         )
-        self.roi_pool = detector.get_layer("roi_pool")
-        self.box_head = detector.get_layer("box_head")
-        roi_maps = list(self.roi_pool.input[:-1])
-        self.features = keras.Model(
+
+    def feature_model(self, detector: keras.Model) -> keras.Model:
+        return keras.Model(
             detector.input,
             {
-                "maps": roi_maps,
+                "maps": self.roi_maps(detector),
                 "objectness": detector.get_layer("rpn_objectness").output,
                 "deltas": detector.get_layer("rpn_deltas").output,
             },
             name="features",
         )
-        self.sampling_seed = keras.random.SeedGenerator(self.seed, name="sampling_seed")
-        self.trackers = {key: keras.metrics.Mean(name=key) for key in ("loss", *self.TERMS)}
-        self.built = True  # every weight is the detector's, built with it
-
-    # The loss terms, in the order the metrics report them; a subclass with more heads adds its own.
-    TERMS = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss")
-
-    def call(self, images, training=False):
-        return self.detector(images, training=training)
-
-    def compile(self, optimizer, **kwargs):
-        super().compile(optimizer=optimizer, **kwargs)
-        self.optimizer.build(self.trainable_variables)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def losses_of(self, images, targets, *, seed, training: bool) -> dict:
-        """The four loss terms and their sum on one batch, as a dict of scalars."""
+        """The four loss terms (and any `head_terms`) and their sum on one batch, as a dict of scalars."""
         boxes, classes = targets["boxes"], targets["classes"]
         rpn_seed, roi_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         outputs = self.features(images, training=training)
@@ -348,74 +316,17 @@ class FasterRCNNTrainer(keras.Model):
         proposals = self.train_proposal_layer(
             tf.stop_gradient(outputs["objectness"]), tf.stop_gradient(outputs["deltas"])
         )
-        rois = roi_targets(
-            proposals,
-            boxes,
-            classes,
-            seed=roi_seed,
-            num_samples=self.roi_samples,
-            positive_fraction=self.roi_positive_fraction,
-            background_iou=self.background_iou,
-        )
-        pooled = self.roi_pool(outputs["maps"], rois["rois"])
-        class_logits, deltas = self.box_head(pooled, training=training)
-        class_loss, box_loss = box_head_losses(rois["labels"], rois["deltas"], class_logits, deltas)
         terms = {
             "rpn_class_loss": rpn_class,
             "rpn_box_loss": rpn_box,
-            "class_loss": class_loss,
-            "box_loss": box_loss,
-            **self.head_terms(outputs["maps"], rois, targets, training=training),
+            **self.roi_head_terms(outputs["maps"], proposals, targets, seed=roi_seed, training=training),
         }
         return {"loss": sum(terms.values()), **terms}
-
-    def head_terms(self, maps, rois, targets, *, training: bool) -> dict:
-        """More loss terms from more RoI heads, by name (`TERMS`): none here; Mask R-CNN's mask loss in a subclass.
-
-        Args:
-            maps: the RoI head's feature maps, shallow to deep.
-            rois: `kapps.detection.roi_targets`' sampled RoIs, their labels, deltas and matched ground-truth rows.
-            targets: the batch's ground truth.
-            training: whether the step trains.
-        """
-        return {}
-
-    def train_step(self, data):
-        images, targets = data
-        seed = tf.cast(self.sampling_seed.next(), tf.int64)
-        with tf.GradientTape() as tape:
-            terms = self.losses_of(images, targets, seed=seed, training=True)
-            # under mixed_float16, compile() made the optimizer a LossScaleOptimizer, which unscales in apply()
-            scaled = self.optimizer.scale_loss(terms["loss"])
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._update(terms)
-
-    def test_step(self, data):
-        images, targets = data
-        terms = self.losses_of(images, targets, seed=tf.constant([self.seed, 1], tf.int64), training=False)
-        return self._update(terms)
-
-    def _update(self, terms: dict) -> dict:
-        for key, value in terms.items():
-            self.trackers[key].update_state(value)
-        return {key: tracker.result() for key, tracker in self.trackers.items()}
 
     def get_config(self):
         return {
             **super().get_config(),
-            "detector": keras.saving.serialize_keras_object(self.detector),
             "rpn_samples": self.rpn_samples,
-            "roi_samples": self.roi_samples,
-            "roi_positive_fraction": self.roi_positive_fraction,
-            "background_iou": list(self.background_iou),
             "train_pre_nms_top_n": self.train_pre_nms_top_n,
             "train_proposals": self.train_proposals,
-            "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["detector"] = keras.saving.deserialize_keras_object(config["detector"])
-        return cls(**config)
