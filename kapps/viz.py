@@ -1,4 +1,5 @@
-"""Drawing, below both training and prediction: training and error curves, boxes on images, as PNGs."""
+"""Drawing, below both training and prediction: training and error curves, boxes on images, detectors compared,
+as PNGs."""
 
 from __future__ import annotations
 
@@ -63,6 +64,41 @@ def plot_error_curves(histories: dict[str, list[dict]], path: Path, *, panels: d
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path, title=title)
+
+
+def plot_progression(rows: Sequence[dict], path: Path, *, title: str = "") -> Path:
+    """Bars of detectors side by side: mAP@0.5 and mAP@[.5:.95] on the left, seconds per image on the right (log
+    scale, the value written on each bar), in the order given: a detection lineage's accuracy and speed.
+
+    Args:
+        rows: one dict a detector, `{"detector": name, "map50", "map", "seconds_per_image"}`.
+        path: the PNG to write.
+        title: figure title.
+    """
+    names = [row["detector"] for row in rows]
+    places = np.arange(len(rows))
+    fig, (accuracy, speed) = plt.subplots(1, 2, figsize=(max(8.0, 2.2 * len(rows) + 4), 4))
+    width = 0.38
+    for offset, key, label in ((-width / 2, "map50", "mAP@0.5"), (width / 2, "map", "mAP@[.5:.95]")):
+        bars = accuracy.bar(places + offset, [row[key] for row in rows], width, label=label)
+        accuracy.bar_label(bars, fmt="%.3f", fontsize=8)
+    accuracy.set_ylim(0, 1.08)
+    accuracy.set_title("accuracy on the same test scenes")
+    accuracy.legend(loc="lower right")
+    seconds = [row["seconds_per_image"] for row in rows]
+    bars = speed.bar(places, seconds, 0.6, color="tab:gray")
+    speed.bar_label(bars, labels=[_duration(s) for s in seconds], fontsize=8)
+    speed.set_yscale("log")
+    speed.set_ylim(min(seconds) / 3, max(seconds) * 3)
+    speed.set_title("seconds per image (log scale)")
+    for ax in (accuracy, speed):
+        ax.set_xticks(places, names)
+        ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path, title=title)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
 
 def plot_detections(
