@@ -3,8 +3,13 @@
 import csv
 import json
 
+from kapps.cli import main
+
 import keras
+import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
 
 from tests.recipes.conftest import assert_refused, invoke_recipe
 
@@ -32,6 +37,34 @@ def test_tiny_budget_writes_an_instance_segmenter_run_folder(tmp_path):
     assert model.output["masks"].shape == (None, 5, 128, 128)
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["name"] == "mask_rcnn" and config["model"]["kwargs"]["max_detections"] == 5
+
+    # The run folder exports and verifies as a user runs it (masks compared pixel by pixel), and the TFLite file
+    # predicts on an image file: boxes and masks drawn, each mask in the JSON as COCO RLE.
+    export = tmp_path / "export"
+    exported = CliRunner().invoke(main, ["export", str(out), "--format", "tflite", "--out", str(export)])
+    assert exported.exit_code == 0, exported.output
+    report = json.loads((export / "export_report.json").read_text())
+    (artifact,) = report["artifacts"]
+    assert artifact["passed"] and artifact["min_mask_iou"] >= 0.99, artifact
+    scene = np.zeros((128, 128, 3), np.uint8)
+    scene[30:70, 40:90] = (220, 40, 40)
+    Image.fromarray(scene).save(tmp_path / "scene.png")
+    predicted = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(export / "model.tflite"),
+            str(tmp_path / "scene.png"),
+            "--score-threshold",
+            "0",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert predicted.exit_code == 0, predicted.output
+    entry = json.loads((tmp_path / "p" / "scene.json").read_text())
+    assert entry["detections"] and all(d["mask"]["size"] == [128, 128] for d in entry["detections"])
+    assert all(isinstance(d["mask"]["counts"], str) for d in entry["detections"])
 
 
 @pytest.mark.parametrize(
