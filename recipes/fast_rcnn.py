@@ -37,7 +37,7 @@ from kapps.errors import OptionError
 from kapps.metrics import evaluate_detector
 from kapps.models import list_backbones
 from kapps.models.detection.fast import FastRCNN, FastRCNNTrainer
-from kapps.train.two_stage import check_builds, fit_detector
+from kapps.train.two_stage import check_backbone_weights, check_builds, fit_detector
 from kapps.viz import plot_detections
 
 import click
@@ -72,6 +72,12 @@ import numpy as np
     show_default=True,
     help="Epochs of classifying object crops with the backbone first (the paper pre-trains on ImageNet).",
 )
+@click.option(
+    "--backbone-weights",
+    default=None,
+    help="A .keras file holding the backbone's layers (a classify.py run's model.keras, say) to start from; replaces "
+    "the pre-training on object crops.",
+)
 @click.option("--map-every", type=int, default=1, show_default=True, help="Epochs between validation mAPs.")
 @click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 2000,300,500].")
 def main(
@@ -85,6 +91,7 @@ def main(
     max_proposals: int,
     proposal_mode: str,
     pretrain_epochs: int,
+    backbone_weights: str | None,
     map_every: int,
     scenes: str | None,
 ) -> kapps.train.Run:
@@ -102,6 +109,7 @@ def main(
         raise OptionError(f"--pretrain-epochs must be zero or more, not {pretrain_epochs}.")
     if backbone not in list_backbones():
         raise OptionError(f"--backbone must be one of {', '.join(list_backbones())}, not {backbone!r}.")
+    check_backbone_weights(backbone_weights)
     source_kwargs = {"sizes": (2000, 300, 500)} if opts.data == "shapes" else {}
     source_kwargs.update(kapps.train.scene_counts(scenes, data=opts.data))
 
@@ -117,6 +125,7 @@ def main(
         "pooler": pooler,
         "head_units": head_units,
         "score_threshold": 0.01,
+        **({"backbone_weights": backbone_weights} if backbone_weights else {}),
     }
     check_builds("fast_rcnn", model_kwargs)  # before minutes of searching
     search = SelectiveSearch(mode=proposal_mode, max_proposals=max_proposals, remember=True)
@@ -146,7 +155,7 @@ def main(
         trainer=FastRCNNTrainer,
         trainer_kwargs={"roi_samples": roi_samples, "seed": opts.seed},
         backbone=backbone,
-        pretrain_epochs=pretrain_epochs,
+        pretrain_epochs=0 if backbone_weights else pretrain_epochs,
         evaluate=evaluate,
         map_every=map_every,
         val_detector=detector,

@@ -49,6 +49,7 @@ class TwoStageSettings:
     head_units: int = 256
     map_every: int = 1
     pretrain_epochs: int = 2
+    backbone_weights: str | None = None
     scenes: str | None = None
 
     def check(self) -> None:
@@ -67,6 +68,7 @@ class TwoStageSettings:
             raise OptionError(f"--anchor-scale must be positive, not {self.anchor_scale}.")
         if self.backbone not in list_backbones():
             raise OptionError(f"--backbone must be one of {', '.join(list_backbones())}, not {self.backbone!r}.")
+        check_backbone_weights(self.backbone_weights)
 
     def model_kwargs(self, data) -> dict:
         """The builder keywords these settings give on `data`: the anchors scaled to the input, in pixels."""
@@ -84,6 +86,7 @@ class TwoStageSettings:
             "proposals": self.proposals,
             "head_units": self.head_units,
             "score_threshold": 0.01,
+            **({"backbone_weights": self.backbone_weights} if self.backbone_weights else {}),
         }
 
 
@@ -104,6 +107,12 @@ _OPTIONS = (
         type=int,
         default=2,
         help="Epochs of classifying object crops with the backbone first (the papers pre-train on ImageNet).",
+    ),
+    click.option(
+        "--backbone-weights",
+        default=None,
+        help="A .keras file holding the backbone's layers (a classify.py run's model.keras, say) to start from; "
+        "replaces the pre-training on object crops.",
     ),
     click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 4000,500,500]."),
 )
@@ -178,11 +187,29 @@ def fit_two_stage(
             "seed": opts.seed,
         },
         backbone=settings.backbone,
-        pretrain_epochs=settings.pretrain_epochs,
+        pretrain_epochs=0 if settings.backbone_weights else settings.pretrain_epochs,
         evaluate=evaluate,
         map_every=settings.map_every,
     )
     return run, splits, data
+
+
+def check_backbone_weights(path: str | None) -> None:
+    """Refuse, in one sentence, backbone weights a detector recipe cannot start from.
+
+    Raises:
+        OptionError: "imagenet" (keras.applications' weights expect their own input scaling, which the detector
+            recipes, on [0, 1] images, do not apply), or a file that does not exist.
+    """
+    if path is None:
+        return
+    if path == "imagenet":
+        raise OptionError(
+            "--backbone-weights imagenet is not offered yet: ImageNet weights expect their own input scaling, which "
+            "the detector recipes (on [0, 1] images) do not apply; give a .keras file of a backbone kapps trained."
+        )
+    if not Path(path).is_file():
+        raise OptionError(f"--backbone-weights {path!r} is not a file.")
 
 
 def check_builds(model: str, model_kwargs: dict) -> None:
@@ -223,7 +250,8 @@ def fit_detector(
         model: the registered detector (`"fast_rcnn"`, `"faster_rcnn"`, `"mask_rcnn"`), built with `model_kwargs`.
         trainer: the trainer class, called with the built model and `trainer_kwargs`.
         backbone: the detector's registered backbone, pre-trained as a classifier first.
-        pretrain_epochs: epochs of that pre-training; 0 for none.
+        pretrain_epochs: epochs of that pre-training; 0 for none. None happens when `model_kwargs` give
+            `backbone_weights`.
         evaluate: scores the trained network on the test split, `evaluate(network, test, class_names=...)`.
         map_every: epochs between validation mAPs.
         val_detector: the detector that runs a trained network, `val_detector(network)`, for the validation mAP:
@@ -233,11 +261,15 @@ def fit_detector(
     Raises:
         OptionError: model keywords that make no model.
     """
+    check_backbone_weights(model_kwargs.get("backbone_weights"))
     check_builds(model, model_kwargs)
 
-    # The backbone, pre-trained as a classifier of the objects of the training scenes (the papers use ImageNet).
+    # The backbone, pre-trained as a classifier of the objects of the training scenes (the papers use ImageNet), unless
+    # the model starts from given backbone weights.
     pretrained = None
-    if pretrain_epochs:
+    if model_kwargs.get("backbone_weights"):
+        click.echo(f"backbone weights from {model_kwargs['backbone_weights']} (no pre-training on object crops)")
+    elif pretrain_epochs:
         crops = object_crops(data, size=(48, 48), scale="native")
         pretrained = fit_classifier(
             dataclasses.replace(opts, out=str(Path(opts.out) / "pretrain"), epochs=pretrain_epochs, batch_size=32),

@@ -3,6 +3,8 @@
 import csv
 import json
 
+import kapps.models
+
 import keras
 import pytest
 
@@ -12,12 +14,19 @@ from tests.recipes.conftest import assert_refused, invoke_recipe
 @pytest.mark.parametrize("fpn", ["--fpn", "--no-fpn"])
 def test_tiny_budget_writes_a_detector_run_folder(tmp_path, fpn):
     """The whole path at a tiny budget, with and without the pyramid: a run folder with the inference model, the
-    trainer, metrics.json's fields and the test picture; and the training loss falls over 2 epochs of 4 steps."""
+    trainer, metrics.json's fields and the test picture; and the training loss falls over 2 epochs of 4 steps.
+    Without the pyramid the backbone starts from a classifier's .keras file instead of the crop pre-training."""
     out = tmp_path / "run"
     args = ["--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "4", "--scenes", "32,8,8"]
+    if fpn == "--no-fpn":
+        classifier = kapps.models.build("resnet10_narrow", input_shape=(48, 48, 3), num_classes=4)
+        classifier.save(tmp_path / "classifier.keras")
+        args += ["--backbone-weights", str(tmp_path / "classifier.keras")]
     result = invoke_recipe("faster_rcnn", *args, "--pretrain-epochs", "1", fpn, "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
     assert "faster_rcnn on shapes: test mAP@0.5" in result.stdout
+    assert ("backbone weights from" in result.stdout) is (fpn == "--no-fpn")
+    assert (out / "pretrain").is_dir() is (fpn == "--fpn")
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0
     assert metrics["seconds_per_image"] > 0
@@ -42,6 +51,8 @@ def test_tiny_budget_writes_a_detector_run_folder(tmp_path, fpn):
         (["--backbone", "lenet9"], "error: --backbone must be one of "),
         (["--anchor-scale", "-1"], "error: --anchor-scale must be positive, not -1.0."),
         (["--scenes", "10,10"], "error: --scenes takes three positive counts such as 4000,500,500, not '10,10'."),
+        (["--backbone-weights", "imagenet"], "error: --backbone-weights imagenet is not offered yet: ImageNet weights"),
+        (["--backbone-weights", "nothing.keras"], "error: --backbone-weights 'nothing.keras' is not a file."),
     ],
 )
 def test_bad_options_are_one_sentence(empty_cwd, args, message):
