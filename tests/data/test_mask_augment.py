@@ -88,3 +88,13 @@ def test_without_flip_or_scale_it_is_a_resize():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=f"^{message}"):
         segmentation_augment(**kwargs)
+
+
+def test_it_augments_a_segmentation_source_in_the_pipeline():
+    from kapps.data import load_segmentation, pipeline
+
+    data = load_segmentation("shapes", image_size=(32, 32), sizes=(8, 1, 1))
+    augment = segmentation_augment(image_size=(24, 24), seed=0, scale=(0.5, 0.9))
+    images, masks = next(iter(pipeline(data.train, batch_size=4, training=True, augment=augment)))
+    assert images.shape == (4, 24, 24, 3) and masks.shape == (4, 24, 24) and masks.dtype == np.int32
+    assert set(np.unique(masks)) <= {0, 1, 2, 3, 4, IGNORE_LABEL} and np.any(masks.numpy() == IGNORE_LABEL)
