@@ -4,18 +4,23 @@
     >>> data = kapps.data.load("digits", image_size=(32, 32), seed=0)
     >>> train = kapps.data.pipeline(data.train, batch_size=64, training=True, augment=kapps.data.digit_augment())
     >>> scenes = kapps.data.load_detection("shapes", image_size=(128, 128), seed=0)  # (image, {"boxes", "classes"})
+    >>> masks = kapps.data.load_segmentation("shapes", image_size=(128, 128), seed=0)  # (image, mask (H, W) int32)
 """
 
 from kapps.data.base import Data
 from kapps.data.box_augment import detection_augment
 from kapps.data.detection import DETECTION_SOURCES, load_detection
+from kapps.data.mask_augment import segmentation_augment
 from kapps.data.pipeline import Splits, cifar_augment, default_augment, digit_augment, pipeline, splits, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
+from kapps.data.segmentation import IGNORE_LABEL, SEGMENTATION_SOURCES, load_segmentation
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
 
 __all__ = [
     "DETECTION_SOURCES",
+    "IGNORE_LABEL",
+    "SEGMENTATION_SOURCES",
     "SHAPE_CLASSES",
     "SOURCES",
     "Data",
@@ -26,9 +31,11 @@ __all__ = [
     "digit_augment",
     "load",
     "load_detection",
+    "load_segmentation",
     "load_shapes",
     "pipeline",
     "render_scene",
+    "segmentation_augment",
     "splits",
     "steps_per_epoch",
     "subset_classes",

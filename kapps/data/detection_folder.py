@@ -46,7 +46,7 @@ def load_detection_folder(
             f"The folder {str(root)!r} is in neither detection layout: VOC (Annotations/*.xml with JPEGImages/) or "
             "COCO (annotations/instances_train*.json with train*/, or annotations.json with images/)."
         )
-    train, val, test = _splits(parts, val_fraction=val_fraction, seed=seed)
+    train, val, test = carve_splits(parts, val_fraction=val_fraction, seed=seed)
     options = {"image_size": image_size, "max_boxes": max_boxes, "masks": masks}
     return Data(
         spec=spec,
@@ -59,8 +59,9 @@ def load_detection_folder(
     )
 
 
-def _splits(parts: dict[str, list], *, val_fraction: float, seed: int) -> tuple[list, list, list]:
-    """Train, val and test from the given parts; a missing val or test part is carved from train by the seed."""
+def carve_splits(parts: dict[str, list], *, val_fraction: float, seed: int) -> tuple[list, list, list]:
+    """Train, val and test from the given parts; a missing val or test part is carved from train by the seed
+    (`val_fraction` of it for val, `TEST_FRACTION` for test, at least one example each once train has three)."""
     train = parts["train"]
     n = len(train)
     wanted = (("val", val_fraction), ("test", TEST_FRACTION))

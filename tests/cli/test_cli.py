@@ -134,12 +134,13 @@ def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path, empty
     image = keras.Input((16, 16, 3))
     run = tmp_path / "run"
     run.mkdir()
-    keras.Model(image, keras.layers.Conv2D(4, 3, padding="same", activation="softmax")(image)).save(run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"task": "segmentation"}))
+    keras.Model(image, keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")(image)).save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"task": "generative"}))
     result = CliRunner().invoke(main, ["export", str(run), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
     assert error_line(result) == (
-        "error: The task 'segmentation' has no output kind in kapps yet, so its outputs can be neither verified after "
-        "export nor predicted; the tasks that have one are classification, detection and instance_segmentation."
+        "error: The task 'generative' has no output kind in kapps yet, so its outputs can be neither verified after "
+        "export nor predicted; the tasks that have one are classification, detection, instance_segmentation and "
+        "segmentation."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert list(empty_cwd.iterdir()) == []

@@ -222,7 +222,11 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, lenet_export,
         inputs, keras.layers.Dense(1, name="value")(keras.layers.Flatten()(inputs)), name="regressor"
     )
     regressor.save(tmp_path / "regressor.keras")
-    for folder, task in (("regressor_run", "classification"), ("segmenter_run", "segmentation")):
+    for folder, task in (
+        ("regressor_run", "classification"),
+        ("segmenter_run", "segmentation"),
+        ("generator_run", "generative"),
+    ):
         (tmp_path / folder).mkdir()
         regressor.save(tmp_path / folder / "model.keras")
         (tmp_path / folder / "config.json").write_text(json.dumps({"task": task}))
@@ -239,7 +243,8 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, lenet_export,
         ((tmp_path / "regressor.keras", image), "its model name 'regressor' is not a registered kapps model"),
         ((tmp_path / "lone.tflite", image), "there is no export_report.json beside it that names it"),
         ((tmp_path / "regressor_run", image), "is not a classifier: its outputs are value (1, 1)"),
-        ((tmp_path / "segmenter_run", image), "The task 'segmentation' has no output kind in kapps yet"),
+        ((tmp_path / "segmenter_run", image), "is not a semantic segmenter: its outputs are value (1, 1)"),
+        ((tmp_path / "generator_run", image), "The task 'generative' has no output kind in kapps yet"),
     ]
     for args, message in cases:
         line = error_line(invoke("predict", *args, "--out", tmp_path / "out"))
