@@ -317,7 +317,8 @@ def _plan_ear(rng, *, image_size, scale: float, spikelets, first_id: int) -> dic
 
 
 def _draw_ear(rng, canvas: _Canvas, ear: dict, *, index: int) -> None:
-    """An ear on `canvas`: its stem, awns, rachis, then its spikelets from the base up and the terminal one."""
+    """An ear on `canvas`: its stem, awns, rachis and the node at its base, then its spikelets from the base up
+    and the terminal one."""
     spacing, colour = ear["spacing"], ear["colour"]
     # The stem leaves the base away from the tip and bends towards the ground (down, 90 degrees).
     direction, points = (ear["degrees"] + 180) % 360, [ear["base"]]
@@ -341,6 +342,7 @@ def _draw_ear(rng, canvas: _Canvas, ear: dict, *, index: int) -> None:
 
     rachis = np.array([ear["base"] - 0.3 * spacing * ear["axis"], ear["top"]])
     canvas.stroke(rachis, np.full(2, 0.3 * spacing), 0.8 * colour, ear=index + 1)
+    canvas.ellipse(ear["base"], 0.45 * spacing, 0.3 * spacing, ear["degrees"], colour, ear=index + 1, spikelet=0)
     for g, (centre, degrees) in enumerate(zip(ear["spikelets"], tilts, strict=True), start=ear["first_id"] + 1):
         shade = _clip(colour * rng.uniform(0.92, 1.08), 0, 1)
         size = rng.uniform(0.92, 1.08)
