@@ -5,24 +5,30 @@
     >>> train = kapps.data.pipeline(data.train, batch_size=64, training=True, augment=kapps.data.digit_augment())
     >>> scenes = kapps.data.load_detection("shapes", image_size=(128, 128), seed=0)  # (image, {"boxes", "classes"})
     >>> masks = kapps.data.load_segmentation("shapes", image_size=(128, 128), seed=0)  # (image, mask (H, W) int32)
+    >>> wheat = kapps.data.load_keypoints("wheat", image_size=(256, 256), seed=0)  # (image, {"points", "types"})
 """
 
 from kapps.data.base import Data
 from kapps.data.box_augment import detection_augment
 from kapps.data.detection import DETECTION_SOURCES, load_detection
+from kapps.data.keypoints import KEYPOINT_SOURCES, SHAPE_POINT_TYPES, load_keypoints, shape_points
 from kapps.data.mask_augment import segmentation_augment
 from kapps.data.pipeline import Splits, cifar_augment, default_augment, digit_augment, pipeline, splits, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
 from kapps.data.segmentation import IGNORE_LABEL, SEGMENTATION_SOURCES, load_segmentation
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
+from kapps.data.wheat import WHEAT_POINT_TYPES, load_wheat, render_wheat
 
 __all__ = [
     "DETECTION_SOURCES",
     "IGNORE_LABEL",
     "SEGMENTATION_SOURCES",
+    "KEYPOINT_SOURCES",
     "SHAPE_CLASSES",
+    "SHAPE_POINT_TYPES",
     "SOURCES",
+    "WHEAT_POINT_TYPES",
     "Data",
     "Splits",
     "cifar_augment",
@@ -32,10 +38,14 @@ __all__ = [
     "load",
     "load_detection",
     "load_segmentation",
+    "load_keypoints",
     "load_shapes",
+    "load_wheat",
     "pipeline",
     "render_scene",
     "segmentation_augment",
+    "render_wheat",
+    "shape_points",
     "splits",
     "steps_per_epoch",
     "subset_classes",

@@ -1,7 +1,8 @@
 """What every source gives: `Data`, three splits of decoded examples, and the decoding the sources share.
 
 Classification sources fit their images with `fit_image`; detection sources give `detection_image` and
-`detection_targets` (see `kapps.data.detection`). `as_arrays` reads a split back as NumPy arrays.
+`detection_targets` (see `kapps.data.detection`); point sources give `point_targets`, or build a split from arrays
+with `points_dataset` (see `kapps.data.keypoints`). `as_arrays` reads a split back as NumPy arrays.
 """
 
 from __future__ import annotations
@@ -85,6 +86,36 @@ def detection_targets(boxes: tf.Tensor, classes: tf.Tensor, *, max_boxes: int, m
         masks = tf.boolean_mask(masks, keep)[:max_boxes]
         targets["masks"] = tf.ensure_shape(tf.pad(masks, [[0, pad], [0, 0], [0, 0]]), (max_boxes, *masks.shape[1:]))
     return targets
+
+
+def point_targets(points: tf.Tensor, types: tf.Tensor, *, max_points: int) -> dict[str, tf.Tensor]:
+    """Points (n, 2) relative [x, y] and their types (n,), the first `max_points` kept and padded to `max_points`
+    rows (points -1, types -1): the targets of every point source."""
+    points = tf.cast(points, tf.float32)[:max_points]
+    types = tf.cast(types, tf.int32)[:max_points]
+    pad = max_points - tf.shape(types)[0]
+    return {
+        "points": tf.ensure_shape(tf.pad(points, [[0, pad], [0, 0]], constant_values=-1.0), (max_points, 2)),
+        "types": tf.ensure_shape(tf.pad(types, [[0, pad]], constant_values=-1), (max_points,)),
+    }
+
+
+def points_dataset(images, points, types, *, image_size, max_points: int) -> tf.data.Dataset:
+    """An unbatched split of `(image, {"points", "types"})` from lists of uint8 images (H, W, 3), points (n, 2)
+    relative [x, y] and types (n,), padded as `point_targets` pads, held as 8-bit arrays and scaled to [0, 1] as
+    they are read."""
+    count = len(images)
+    stacked = np.zeros((count, *image_size, 3), np.uint8)
+    padded = np.full((count, max_points, 2), -1.0, np.float32)
+    kinds = np.full((count, max_points), -1, np.int32)
+    for i, (image, xy, kind) in enumerate(zip(images, points, types, strict=True)):
+        n = min(len(kind), max_points)
+        stacked[i], padded[i, :n], kinds[i, :n] = image, xy[:n], kind[:n]
+
+    def decode(image, points, types):
+        return tf.cast(image, tf.float32) / 255.0, {"points": points, "types": types}
+
+    return tf.data.Dataset.from_tensor_slices((stacked, padded, kinds)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def as_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -76,7 +76,7 @@ def carve_splits(parts: dict[str, list], *, val_fraction: float, seed: int) -> t
     return [train[i] for i in rest], parts.get("val", carved_val), parts.get("test", carved_test)
 
 
-def _image_file_size(image: Path, annotation: Path) -> tuple[int, int]:
+def image_file_size(image: Path, annotation: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header."""
     from PIL import Image, UnidentifiedImageError
 
@@ -95,7 +95,7 @@ def _record(
     image: Path, annotation: Path, size, boxes: list, classes: list, segmentations: list | None = None
 ) -> Record:
     """A record with pixel boxes [x1, y1, x2, y2] divided by the image's size, checked against the file."""
-    actual = _image_file_size(image, annotation)
+    actual = image_file_size(image, annotation)
     if size is not None and all(size) and tuple(size) != actual:  # a size of 0 means "not given" in some sets
         raise DataError(
             f"The annotation {str(annotation)!r} gives {str(image)!r} a size of {size[0]:g}x{size[1]:g} pixels "

@@ -52,6 +52,38 @@ SHAPES = {
 }
 
 
+# Each shape's outline corners in its unrotated unit frame, (x, y) with y down: the vertices of the polygons above
+# (the cross's twelve: eight at its arm ends, four where the arms meet); a circle has none.
+SHAPE_CORNERS = {
+    "circle": np.zeros((0, 2)),
+    "square": _unit_polygon([45, 135, 225, 315]),
+    "triangle": _unit_polygon([270, 30, 150]),
+    "cross": np.array(
+        [
+            [_ARM, -_HALF], [_ARM, _HALF], [_HALF, _HALF], [_HALF, _ARM], [-_HALF, _ARM], [-_HALF, _HALF],
+            [-_ARM, _HALF], [-_ARM, -_HALF], [-_HALF, -_HALF], [-_HALF, -_ARM], [_HALF, -_ARM], [_HALF, -_HALF],
+        ]
+    ),
+}  # fmt: skip
+
+
+def cos_sin(degrees) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and sine of whole `degrees` from the quantised table, so that drawings made with them are
+    bit-identical on every machine."""
+    table = _COS_SIN[:, np.asarray(degrees, dtype=np.int64) % 360]
+    return table[0], table[1]
+
+
+def shape_corners(name: str, *, centre, radius: float, degrees: int) -> np.ndarray:
+    """The outline corners (k, 2) of a shape drawn by `shape_mask` with the same arguments, as (x, y) in pixels
+    (the continuous coordinates in which pixel (i, j) has its centre at (j + 0.5, i + 0.5))."""
+    cos, sin = cos_sin(degrees)
+    corners = SHAPE_CORNERS[name] * radius
+    u, v = corners[:, 0], corners[:, 1]
+    # shape_mask maps an image offset (dx, dy) to the shape frame by (u, v) = R(-degrees) (dx, dy); invert it.
+    return np.stack([centre[0] + cos * u - sin * v, centre[1] + sin * u + cos * v], axis=-1)
+
+
 def shape_mask(name: str, *, centre, radius: float, degrees: int, image_size) -> tuple[tuple[slice, slice], np.ndarray]:
     """A shape's pixels as (window, inside): `window` the (rows, columns) slices of the image around it, `inside`
     a boolean mask of the window; pixel (i, j) is in when its centre (j + 0.5, i + 0.5) is inside the shape.

@@ -53,7 +53,9 @@ def render_scene(
     Returns:
         A dict of NumPy arrays: "image" uint8 (H, W, 3); "boxes" float32 (n, 4), normalised [x1, y1, x2, y2]
         with x2 = (last column + 1) / W; "classes" int32 (n,); "masks" uint8 (n, H, W), the visible pixels of
-        each object; "semantic" int32 (H, W), 0 for background and class id + 1 for objects. Objects are in
+        each object; "semantic" int32 (H, W), 0 for background and class id + 1 for objects; "poses" float64
+        (n, 4), each shape's rendering parameters [centre x, centre y, radius, degrees] in pixels (the shape of
+        `kapps.data.raster.shape_mask`), from which `kapps.data.keypoints` derives exact corners. Objects are in
         drawing order, the bottom one first.
     """
     scene = _render(
@@ -65,11 +67,11 @@ def render_scene(
         grid=_check_grid(grid),
         min_visible=_check_min_visible(min_visible),
     )
-    image, boxes, labels, instance = scene
+    image, boxes, labels, instance, poses = scene
     ids = np.arange(1, len(labels) + 1, dtype=instance.dtype)
     masks = (instance[None] == ids[:, None, None]).astype(np.uint8)
     semantic = np.concatenate([[0], labels + 1]).astype(np.int32)[instance]
-    return {"image": image, "boxes": boxes, "classes": labels, "masks": masks, "semantic": semantic}
+    return {"image": image, "boxes": boxes, "classes": labels, "masks": masks, "semantic": semantic, "poses": poses}
 
 
 def load_shapes(
@@ -151,7 +153,7 @@ def _split(rng: np.random.Generator, *, count: int, max_boxes: int, masks: bool,
     classes = np.full((count, max_boxes), -1, np.int32)
     instances = np.zeros((count, height, width), np.uint8) if masks else None
     for i in range(count):
-        image, scene_boxes, scene_classes, instance = _render(rng, **options)
+        image, scene_boxes, scene_classes, instance, _ = _render(rng, **options)
         images[i] = image
         boxes[i, : len(scene_classes)] = scene_boxes
         classes[i, : len(scene_classes)] = scene_classes
@@ -181,7 +183,7 @@ def _decode(image, boxes, classes):
 
 def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, min_visible):
     """One scene as (image uint8 (H, W, 3), boxes float32 (n, 4), classes int32 (n,), instance id map uint8
-    (H, W) with 0 for background and k + 1 for object k)."""
+    (H, W) with 0 for background and k + 1 for object k, poses float64 (n, 4) [cx, cy, radius, degrees])."""
     height, width = image_size
     side = min(height, width)
     background = _background(rng)
@@ -190,7 +192,7 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
 
     target = int(rng.integers(1, max_objects + 1))
     instance = np.zeros(image_size, np.uint8)
-    labels, areas, visible, boxes, colours = [], [], [], [], []
+    labels, areas, visible, boxes, colours, poses = [], [], [], [], [], []
     for _ in range(12 * target):
         if len(labels) == target:
             break
@@ -199,8 +201,9 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
         # The centre keeps at least 80% of the radius inside the image: shapes cross the border only a little.
         cx = rng.uniform(0.8 * radius, max(width - 0.8 * radius, 0.8 * radius))
         cy = rng.uniform(0.8 * radius, max(height - 0.8 * radius, 0.8 * radius))
+        degrees = int(rng.integers(360))
         window, inside = shape_mask(
-            class_shapes[label], centre=(cx, cy), radius=radius, degrees=int(rng.integers(360)), image_size=image_size
+            class_shapes[label], centre=(cx, cy), radius=radius, degrees=degrees, image_size=image_size
         )
         area = int(np.count_nonzero(inside))
         if area < 4:
@@ -227,6 +230,7 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
         areas.append(area)
         boxes = new_boxes
         colours.append(colour)
+        poses.append((cx, cy, radius, degrees))
 
     # Grain of +-3% over everything, then rounding to 8 bits (the cast truncates the non-negative values).
     grain = rng.random((*image_size, 3), dtype=np.float32)
@@ -237,7 +241,7 @@ def _render(rng, *, image_size, max_objects, class_shapes, object_size, grid, mi
     image = np.clip(canvas, 0.0, 255.0, out=canvas).astype(np.uint8)
     scale = np.array([width, height, width, height], np.float64)
     box_array = (np.array(boxes, np.float64).reshape(-1, 4) / scale).astype(np.float32)
-    return image, box_array, np.array(labels, np.int32), instance
+    return image, box_array, np.array(labels, np.int32), instance, np.array(poses, np.float64).reshape(-1, 4)
 
 
 def _uncovered_box(instance: np.ndarray, index: int, window, inside: np.ndarray) -> tuple[int, int, int, int]:

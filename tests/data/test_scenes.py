@@ -30,7 +30,7 @@ def assert_same_split(a, b):
 
 def test_one_seed_gives_one_scene_and_another_seed_another():
     first, again, other = render_scene(rng(5)), render_scene(rng(5)), render_scene(rng(6))
-    assert set(first) == {"image", "boxes", "classes", "masks", "semantic"}
+    assert set(first) == {"image", "boxes", "classes", "masks", "semantic", "poses"}
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
     assert not np.array_equal(first["image"], other["image"])
