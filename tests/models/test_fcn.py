@@ -196,6 +196,9 @@ def test_saves_and_loads_in_safe_mode(tmp_path):
     image = np.random.default_rng(4).uniform(size=(1, 45, 61, 3)).astype("float32")
     np.testing.assert_allclose(loaded(image), model(image), atol=1e-6)
     assert not loaded.get_layer("upscore8").trainable
+    model.save_weights(tmp_path / "m.weights.h5")
+    rebuilt = kapps.models.build("fcn8s", num_classes=3, weights=tmp_path / "m.weights.h5", **SMALL)
+    np.testing.assert_allclose(rebuilt(image), model(image), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,9 @@ def convolutionalise(classifier: keras.Model, fcn: keras.Model) -> int:
     The classifier's convolutions are copied layer by layer, and its fully connected fc1 and fc2 become the FCN's
     fc6 and fc7 as the equal convolutions (`kapps.models.vgg.fully_convolutional`); its class layer is left out,
     as the paper discards it and scores the FCN's own classes. The FCN must be built with the classifier's shapes:
-    width 1, `fc_units` its fc width and `fc6_kernel` the size of its last pooled map (7 at 224x224).
+    width 1, `fc_units` its fc width and `fc6_kernel` the size of its last pooled map (7 at 224x224). The FCN
+    then takes the classifier's input convention: Caffe-style mean-subtracted BGR for keras.applications' ImageNet
+    VGG-16 (`kapps.preprocessing`, `"caffe"`).
 
     Args:
         classifier: a `vgg16(...)` with its top.
