@@ -183,3 +183,29 @@ def mask_loss(labels, target_masks, mask_logits):
     foreground = ops.cast(labels > 0, "float32")[:, :, None, None]
     pixels = ops.sum(foreground) * chosen.shape[-1] * chosen.shape[-2]
     return ops.sum(entropy * foreground) / ops.maximum(pixels, 1.0)
+
+
+def weighted_pixel_crossentropy(labels, scores, weights=None, *, from_logits: bool = False, ignore_label=255):
+    """Per-pixel cross-entropy, each pixel's term multiplied by its weight, averaged over the labelled pixels:
+    U-Net's energy (Ronneberger et al. 2015, eq. 1) with the border weights of
+    `kapps.models.segmentation.unet_weight_map` (eq. 2).
+
+    Args:
+        labels: `(B, H, W)` class indices; pixels labelled `ignore_label` (VOC's 255) add nothing and are not
+            counted.
+        scores: `(B, H, W, C)` per-pixel probabilities (a softmax), or logits with `from_logits=True`.
+        weights: `(B, H, W)` per-pixel weights; None weighs every pixel 1.
+        from_logits: whether `scores` are logits.
+        ignore_label: the label of unlabelled pixels, or None.
+
+    Returns:
+        A scalar: sum over the labelled pixels of weight x cross-entropy, over their number (0 without any).
+    """
+    labels = ops.cast(labels, "int32")
+    scores = ops.cast(scores, "float32")
+    labelled = ops.ones_like(labels, "float32") if ignore_label is None else ops.cast(labels != ignore_label, "float32")
+    safe = ops.where(labelled > 0, labels, 0)
+    entropy = keras.losses.sparse_categorical_crossentropy(safe, scores, from_logits=from_logits)
+    if weights is not None:
+        entropy = entropy * ops.cast(weights, "float32")
+    return ops.sum(entropy * labelled) / ops.maximum(ops.sum(labelled), 1.0)

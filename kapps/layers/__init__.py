@@ -8,13 +8,16 @@ from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
 from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
 from kapps.layers.two_stage import ClassBoxes, Proposals, PyramidRoIPool
+from kapps.layers.upsampling import BilinearUpsampling, CropLike, bilinear_kernel
 from kapps.layers.yolo import YoloV1Decode
 
 __all__ = [
+    "BilinearUpsampling",
     "ChannelPadShortcut",
     "ClassBoxes",
     "ClassMasks",
     "ConnectionTableConv2D",
+    "CropLike",
     "LocalResponseNormalization",
     "NonMaxSuppression",
     "PasteMasks",
@@ -24,5 +27,6 @@ __all__ = [
     "RoIPooling",
     "SobelEdges",
     "YoloV1Decode",
+    "bilinear_kernel",
     "fpn_level",
 ]

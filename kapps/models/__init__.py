@@ -6,7 +6,7 @@
 >>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
-from kapps.models import detection, inception, lenet, resnet, vgg
+from kapps.models import detection, inception, lenet, resnet, segmentation, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.backbones import (
     backbone,
@@ -47,6 +47,7 @@ from kapps.models.resnet import (
     resnet110,
     resnet152,
 )
+from kapps.models.segmentation import fcn8s, fcn16s, fcn32s, unet
 from kapps.models.vgg import (
     vgg11,
     vgg11_bn,
@@ -78,6 +79,9 @@ __all__ = [
     "detection",
     "fast_rcnn",
     "faster_rcnn",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
     "feature_maps",
     "googlenet",
     "googlenet_main_output",
@@ -109,7 +113,9 @@ __all__ = [
     "resnet56",
     "set_bn_momentum",
     "stage_layers",
+    "segmentation",
     "transfer_backbone",
+    "unet",
     "vgg",
     "vgg11",
     "vgg11_bn",

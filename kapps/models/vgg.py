@@ -68,11 +68,14 @@ def vgg_block(
     kernel_sizes: tuple[int, ...],
     batch_norm: bool = False,
     lrn: bool = False,
+    pool_padding: str = "valid",
     name: str,
 ):
     """Convolutions of stride 1 and "same" padding, each followed by ReLU, then a 2x2 max pooling of stride 2.
 
-    Layers are `{name}_conv1`, `{name}_conv2`, ... and `{name}_pool` as in keras.applications; with batch norm each
+    The pooling rounds an odd size down (`pool_padding="valid"`, keras.applications') or up (`"same"`, Caffe's
+    ceil mode, which FCN needs so that every input pixel has a score). Layers are `{name}_conv1`, `{name}_conv2`,
+    ... and `{name}_pool` as in keras.applications; with batch norm each
     convolution is linear and followed by `{name}_convI_bn` and `{name}_convI_relu`; the LRN is `{name}_lrn`.
     """
     for i, kernel_size in enumerate(kernel_sizes, start=1):
@@ -87,7 +90,7 @@ def vgg_block(
             )(x)
         if lrn and i == 1:
             x = LocalResponseNormalization(name=f"{name}_lrn")(x)
-    return keras.layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
+    return keras.layers.MaxPooling2D(2, strides=2, padding=pool_padding, name=f"{name}_pool")(x)
 
 
 def _vgg(
