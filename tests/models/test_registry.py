@@ -10,7 +10,8 @@ import pytest
 def test_registered_model_matches_reference_count(name):
     info = kapps.models.info(name)
     model = kapps.models.build(name)
-    assert model.input_shape[1:] == info.input_shape
+    image = model.input["image"] if isinstance(model.input, dict) else model.input  # Fast R-CNN takes proposals too
+    assert tuple(image.shape[1:]) == info.input_shape
     if info.task == "classification":
         assert model.output_shape[-1] == info.num_classes
     assert kapps.models.count_params(model, info.count_kind) == info.param_count, info.source
