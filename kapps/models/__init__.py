@@ -6,7 +6,7 @@
 >>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
-from kapps.models import detection, inception, lenet, resnet, vgg
+from kapps.models import detection, inception, lenet, resnet, segmentation, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.backbones import (
     backbone,
@@ -47,6 +47,7 @@ from kapps.models.resnet import (
     resnet110,
     resnet152,
 )
+from kapps.models.segmentation import encoder_decoder, segnet
 from kapps.models.vgg import (
     vgg11,
     vgg11_bn,
@@ -76,6 +77,7 @@ __all__ = [
     "darknet24",
     "darknet_small",
     "detection",
+    "encoder_decoder",
     "fast_rcnn",
     "faster_rcnn",
     "feature_maps",
@@ -107,6 +109,8 @@ __all__ = [
     "resnet44",
     "resnet50",
     "resnet56",
+    "segmentation",
+    "segnet",
     "set_bn_momentum",
     "stage_layers",
     "transfer_backbone",
