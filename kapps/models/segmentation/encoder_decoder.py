@@ -17,9 +17,10 @@ norm), followed by a softmax. The two models differ in the upsampling only:
 
 Layer names: the encoder's are VGG's with batch norm (`block1_conv1`, `block1_conv1_bn`, `block1_conv1_relu`, ...,
 `block1_pool`), so `kapps.models.transfer_backbone(vgg16_bn_classifier, model, backbone_name="vgg16_bn")` copies
-a trained VGG16-BN encoder at `width=1`; the decoder's are `decoder{b}_unpool` or `decoder{b}_upsample`, then
-`decoder{b}_conv{i}` (+ `_bn`, `_relu`) with i counting down as the mirrored encoder convolutions do, and the
-classifier `decoder1_classifier`; the output layer is `scores`.
+a trained VGG16-BN encoder at `width=1`; the decoder's are `decoder{b}_unpool`, or `decoder{b}_upsample` and
+`decoder{b}_crop` (only where the encoder pooled an odd size), then `decoder{b}_conv{i}` (+ `_bn`, `_relu`) with
+i counting down as the mirrored encoder convolutions do, and the classifier `decoder1_classifier`; the output
+layer is `scores`.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ def _describe(summary: str, reference: str, free: str = ""):
 _SEGNET_SOURCE = (
     "computed from the authors' CamVid model (SegNet-Tutorial segnet_train.prototxt; Badrinarayanan et al. 2017): "
     "encoder convs 14,714,688 + mirrored decoder convs 14,718,795 (the last 3x3 to 11 classes) = 29,433,483, + 25 "
-    "batch norms on 7,936 channels x 4 (gamma, beta, moving mean and variance) = 31,744: 29,465,227, which is the "
-    "paper's 29.46M to two decimals cut short (rounded, 29.47M); its learned weights alone (gamma and beta only) "
-    "are 29,449,355"
+    "batch norms on 7,936 channels x 4 (gamma, beta, moving mean and variance) = 31,744: 29,465,227, the 29.46M "
+    "quoted from the paper to two decimals cut short (rounded it is 29.47M); the learned weights alone (gamma and "
+    "beta, no statistics: count_kind='trainable') are 29,449,355 (29.45M)"
 )
 # encoder_decoder adds one 2x2 transposed convolution per block, c -> c with bias: 4c^2 + c for c = 512, 512,
 # 256, 128, 64: 2,442,688.
