@@ -8,6 +8,7 @@ from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
 from kapps.layers.shortcut import ChannelPadShortcut
 from kapps.layers.sobel import SobelEdges
 from kapps.layers.two_stage import ClassBoxes, Proposals, PyramidRoIPool
+from kapps.layers.unpooling import MaxPoolingWithSwitches, MaxUnpooling
 from kapps.layers.upsampling import BilinearUpsampling, CropLike, bilinear_kernel
 from kapps.layers.yolo import YoloV1Decode
 
@@ -19,6 +20,8 @@ __all__ = [
     "ConnectionTableConv2D",
     "CropLike",
     "LocalResponseNormalization",
+    "MaxPoolingWithSwitches",
+    "MaxUnpooling",
     "NonMaxSuppression",
     "PasteMasks",
     "Proposals",

@@ -47,7 +47,7 @@ from kapps.models.resnet import (
     resnet110,
     resnet152,
 )
-from kapps.models.segmentation import fcn8s, fcn16s, fcn32s, unet
+from kapps.models.segmentation import encoder_decoder, fcn8s, fcn16s, fcn32s, segnet, unet
 from kapps.models.vgg import (
     vgg11,
     vgg11_bn,
@@ -77,6 +77,7 @@ __all__ = [
     "darknet24",
     "darknet_small",
     "detection",
+    "encoder_decoder",
     "fast_rcnn",
     "faster_rcnn",
     "fcn8s",
@@ -111,9 +112,10 @@ __all__ = [
     "resnet44",
     "resnet50",
     "resnet56",
+    "segmentation",
+    "segnet",
     "set_bn_momentum",
     "stage_layers",
-    "segmentation",
     "transfer_backbone",
     "unet",
     "vgg",
