@@ -6,6 +6,17 @@ Hungarian matching, counting). Points are relative `[x, y]` in the graph and in 
 """
 
 from kapps.keypoints.heatmaps import DEFAULT_SIGMA, heatmap_targets
+from kapps.keypoints.metrics import count_scores, match_points, pck, point_scores, points_from_outputs
 from kapps.keypoints.peaks import check_peak_settings, heatmap_peaks
 
-__all__ = ["DEFAULT_SIGMA", "check_peak_settings", "heatmap_peaks", "heatmap_targets"]
+__all__ = [
+    "DEFAULT_SIGMA",
+    "check_peak_settings",
+    "count_scores",
+    "heatmap_peaks",
+    "heatmap_targets",
+    "match_points",
+    "pck",
+    "point_scores",
+    "points_from_outputs",
+]
