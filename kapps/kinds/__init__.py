@@ -17,9 +17,10 @@ from kapps.kinds.base import Kind, PredictOptions
 from kapps.kinds.classification import Classification
 from kapps.kinds.detection import Detection
 from kapps.kinds.instance_masks import InstanceMasks
+from kapps.kinds.keypoints import Keypoints
 from kapps.registry import TASKS
 
-KINDS: dict[str, Kind] = {kind.task: kind for kind in (Classification(), Detection(), InstanceMasks())}
+KINDS: dict[str, Kind] = {kind.task: kind for kind in (Classification(), Detection(), InstanceMasks(), Keypoints())}
 
 
 def kind_for(task: str) -> Kind:
