@@ -1,10 +1,12 @@
 """Points from heatmaps inside the inference graph: non-maximum suppression by 3x3 max pooling, a score threshold,
 Newell et al.'s quarter-pixel refinement and a fixed number of points per type, from TFLite builtin ops only.
 
-What the graph holds (TF 2.21, checked by `tests/layers/test_heatmap_peaks.py` on the converted files): MAX_POOL_2D,
-PADV2, STRIDED_SLICE, comparisons and LOGICAL_AND, SELECT_V2, TRANSPOSE, RESHAPE, TOPK_V2 (ONNX TopK), FLOOR_DIV
-and FLOOR_MOD on int32 (ONNX Div and Mod), SIGN, and one GATHER on a flattened tensor with global indices (ONNX
-Gather on axis 0): no batch_dims gather, no `tf.where` with one argument (a dynamic shape), no loops.
+What the graph holds (TF 2.21, tf2onnx 1.17 opset 17; `tests/layers/test_heatmap_peaks.py` checks the TFLite list):
+TFLite ADD, CAST, FLOOR_DIV, FLOOR_MOD, GATHER, GREATER, GREATER_EQUAL, LOGICAL_AND, MAX_POOL_2D, MUL, PACK, PADV2,
+RANGE, RESHAPE, SELECT_V2, SHAPE, SIGN, STRIDED_SLICE, SUB, SUM, TOPK_V2 and TRANSPOSE; ONNX the like, with TopK and
+one Gather on axis 0 (the int32 floor division and modulo become Div, Mul and Sub). The one gather takes a
+flattened tensor and global indices, so no batch_dims form is needed; there is no `tf.where` with one argument (a
+dynamic shape) and no loop.
 
 Ties. A pixel is a peak when it is the maximum of its 3x3 window (max pooling) and strictly greater than the four
 neighbours that come before it in raster order (up-left, up, up-right, left), so an exact plateau of two or more
