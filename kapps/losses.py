@@ -9,6 +9,10 @@ the two stages' multitask losses (log loss + smooth L1), on the targets of `kapp
 
 Mask R-CNN (He et al., ICCV 2017): `mask_loss`, the mask branch's per-pixel sigmoid cross-entropy on the true
 class's mask, on the targets of `kapps.detection.mask_targets`.
+
+Stacked hourglass (Newell et al., ECCV 2016): `HeatmapLoss` (`heatmap_mse`), the mean squared error between
+predicted heatmaps and the Gaussian targets of `kapps.keypoints.heatmap_targets`, on every stack's heatmaps
+(intermediate supervision).
 """
 
 from __future__ import annotations
@@ -209,3 +213,34 @@ def weighted_pixel_crossentropy(labels, scores, weights=None, *, from_logits: bo
     if weights is not None:
         entropy = entropy * ops.cast(weights, "float32")
     return ops.sum(entropy * labelled) / ops.maximum(ops.sum(labelled), 1.0)
+
+
+def heatmap_mse(y_true, y_pred):
+    """Newell et al. (2016)'s heatmap loss: the squared error against the target heatmaps, averaged over pixels and
+    point types, and over the stacks when `y_pred` has every stack's heatmaps (intermediate supervision; the
+    authors' code sums the stacks' losses, which is this times the number of stacks).
+
+    Args:
+        y_true: `(B, H, W, T)` target heatmaps (`kapps.keypoints.heatmap_targets`).
+        y_pred: `(B, H, W, T)`, or `(B, S, H, W, T)` for S stacks, each compared with the same targets.
+
+    Returns:
+        `(B,)`: each example's loss.
+    """
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+    if len(y_pred.shape) == len(y_true.shape) + 1:
+        y_true = ops.expand_dims(y_true, 1)
+    return ops.mean(ops.square(y_pred - y_true), axis=tuple(range(1, len(y_pred.shape))))
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class HeatmapLoss(keras.losses.Loss):
+    """`heatmap_mse` as a Keras loss: targets `(B, H, W, T)` against a hourglass's `(B, S, H, W, T)` heatmaps of
+    every stack (or one stack's `(B, H, W, T)`). A class, not a function, because Keras squeezes a function loss's
+    last axis when the ranks differ by one and that axis is 1, which one point type would hit."""
+
+    def __init__(self, name: str = "heatmap_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return heatmap_mse(y_true, y_pred)

@@ -2,6 +2,7 @@
 
 from kapps.layers.connection_table import ConnectionTableConv2D
 from kapps.layers.detection import NonMaxSuppression
+from kapps.layers.heatmaps import HeatmapPeaks
 from kapps.layers.instance_masks import ClassMasks, PasteMasks
 from kapps.layers.lrn import LocalResponseNormalization
 from kapps.layers.roi import RoIAlign, RoIPooling, fpn_level
@@ -19,6 +20,7 @@ __all__ = [
     "ClassMasks",
     "ConnectionTableConv2D",
     "CropLike",
+    "HeatmapPeaks",
     "LocalResponseNormalization",
     "MaxPoolingWithSwitches",
     "MaxUnpooling",

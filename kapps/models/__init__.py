@@ -6,7 +6,7 @@
 >>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
-from kapps.models import detection, inception, lenet, resnet, segmentation, vgg
+from kapps.models import detection, inception, keypoints, lenet, resnet, segmentation, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.backbones import (
     backbone,
@@ -29,6 +29,7 @@ from kapps.models.detection import (
     yolo_v1,
 )
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
+from kapps.models.keypoints import hourglass_detector, stacked_hourglass
 from kapps.models.lenet import lenet5
 from kapps.models.resnet import (
     plain20,
@@ -87,9 +88,11 @@ __all__ = [
     "googlenet",
     "googlenet_main_output",
     "googlenet_paper",
+    "hourglass_detector",
     "inception",
     "inception_v3",
     "info",
+    "keypoints",
     "lenet",
     "lenet5",
     "mask_rcnn",
@@ -115,6 +118,7 @@ __all__ = [
     "segmentation",
     "segnet",
     "set_bn_momentum",
+    "stacked_hourglass",
     "stage_layers",
     "transfer_backbone",
     "unet",

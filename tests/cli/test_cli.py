@@ -143,8 +143,8 @@ def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path, empty
     result = CliRunner().invoke(main, ["export", str(run), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
     assert error_line(result) == (
         "error: The task 'generative' has no output kind in kapps yet, so its outputs can be neither verified after "
-        "export nor predicted; the tasks that have one are classification, detection, instance_segmentation and "
-        "segmentation."
+        "export nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
+        "segmentation and heatmap."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert list(empty_cwd.iterdir()) == []

@@ -291,8 +291,8 @@ def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, e
         kapps.export.export(run, formats=formats, quantize=quantize, latency_runs=2)
     assert str(caught.value) == (
         "The task 'generative' has no output kind in kapps yet, so its outputs can be neither verified after export "
-        "nor predicted; the tasks that have one are classification, detection, instance_segmentation and "
-        "segmentation."
+        "nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
+        "segmentation and heatmap."
     )
     assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 
