@@ -141,9 +141,9 @@ def _describe(summary: str, reference: str, free: str = ""):
 _SEGNET_SOURCE = (
     "computed from the authors' CamVid model (SegNet-Tutorial segnet_train.prototxt; Badrinarayanan et al. 2017): "
     "encoder convs 14,714,688 + mirrored decoder convs 14,718,795 (the last 3x3 to 11 classes) = 29,433,483, + 25 "
-    "batch norms on 7,936 channels x 4 (gamma, beta, moving mean and variance) = 31,744: 29,465,227, the 29.46M "
-    "quoted from the paper to two decimals cut short (rounded it is 29.47M); the learned weights alone (gamma and "
-    "beta, no statistics: count_kind='trainable') are 29,449,355 (29.45M)"
+    "batch norms on 7,936 channels x 4 (gamma, beta, moving mean and variance) = 31,744: 29,465,227; the learned "
+    "weights alone (gamma and beta, no statistics: count_kind='trainable') are 29,449,355. The first rounds to the "
+    "29.5M parameters the paper's comparison with FCN and DeconvNet gives SegNet, the second to 29.4M"
 )
 # encoder_decoder adds one 2x2 transposed convolution per block, c -> c with bias: 4c^2 + c for c = 512, 512,
 # 256, 128, 64: 2,442,688.
