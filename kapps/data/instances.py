@@ -25,9 +25,9 @@ Sources:
           A1/plant001_fg.png        the foreground mask, not read: the foreground is the union of the leaves,
                                     as CVPPP's evaluation takes it
           splits/train.txt          optional: stems relative to PATH ("A1/plant001"), one a line; also val.txt
-          splits/val.txt              and test.txt; a missing val or test list is carved from train by the seed
-          splits/test.txt             (`val_fraction`, and 20% for test), and without train.txt all images are
-                                      split that way
+          splits/val.txt              and test.txt. Without train.txt the train part is every image no list
+          splits/test.txt             names; a missing val or test list is carved from the train part by the
+                                      seed (`val_fraction` of it, and 20% for test)
 
     Labels are resized by nearest neighbour, then numbered as above; a leaf too small to keep a pixel at
     `image_size` is no longer counted. The challenge's test images, whose labels are not public, cannot be loaded.

@@ -46,7 +46,7 @@ def load_leaves_folder(spec: str, *, image_size, seed: int, val_fraction: float,
     elif most > max_leaves:
         raise DataError(f"A label image in {str(root)!r} has {most} leaves, more than max_leaves={max_leaves}.")
 
-    parts = {"train": list(records.values())}
+    listed = {}
     for split in _SPLITS:
         listing = root / "splits" / f"{split}.txt"
         if listing.is_file():
@@ -54,7 +54,11 @@ def load_leaves_folder(spec: str, *, image_size, seed: int, val_fraction: float,
             missing = [stem for stem in stems if stem not in records]
             if missing:
                 raise DataError(f"The split list {str(listing)!r} names {missing[0]!r}, which has no *_rgb.png image.")
-            parts[split] = [records[stem] for stem in stems]
+            listed[split] = stems
+    if "train" not in listed:  # every image no list names
+        named = {stem for stems in listed.values() for stem in stems}
+        listed["train"] = [stem for stem in records if stem not in named]
+    parts = {split: [records[stem] for stem in stems] for split, stems in listed.items()}
     train, val, test = carve_splits(parts, val_fraction=val_fraction, seed=seed)
     return Data(
         spec=spec,
