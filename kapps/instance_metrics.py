@@ -202,3 +202,17 @@ def _labels(labels, name: str) -> np.ndarray:
 
 def _count(labels: np.ndarray) -> int:
     return int(np.count_nonzero(np.unique(labels)))
+
+
+__all__ = [
+    "best_dice",
+    "count_difference",
+    "dice_matrix",
+    "foreground_dice",
+    "leaf_scores",
+    "masks_to_labels",
+    "match_instances",
+    "matched_soft_iou",
+    "soft_iou_matrix",
+    "symmetric_best_dice",
+]
