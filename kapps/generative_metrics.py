@@ -138,8 +138,9 @@ def lenet_frechet_distance(
 
     Args:
         real_images, fake_images: `(N, H, W, C)` arrays of digit images in `value_range` (a generator's [-1, 1]
-            by default); they are mapped to [0, 1] (kapps' "unit" convention, which LeNet-5 trains in) and
-            resized bilinearly to the LeNet-5's input size.
+            by default); they are mapped to [0, 1] (kapps' "unit" convention, which LeNet-5 trains in) and fitted
+            to the LeNet-5's input size as `kapps.data` fits its digits: padded around with black when smaller (28
+            to 32 px), resized bilinearly when larger.
         lenet: a trained `kapps.models.lenet5` (or any classifier whose last layer is its class layer).
         value_range: the images' (low, high).
         batch_size: batch size.
@@ -152,7 +153,9 @@ def lenet_frechet_distance(
 
     def read(images):
         images = (tf.cast(images, tf.float32) - low) / (high - low)
-        if tuple(images.shape[1:3]) != size:
+        if images.shape[1] <= size[0] and images.shape[2] <= size[1]:
+            images = tf.image.resize_with_crop_or_pad(images, *size)  # kapps.data's rule: a 28 px digit in 32 px
+        else:
             images = tf.image.resize(images, size)
         return features(images, training=False)
 
