@@ -81,7 +81,7 @@ def test_the_architecture_guidelines():
     # Batch norm after the projection and every hidden step, not on the output; ReLU there, tanh on the output.
     assert [layer.name for layer in generator.layers if "bn" in layer.name] == ["projection_bn", "up1_bn", "up2_bn"]
     assert generator.get_layer("up3_conv").use_bias and not generator.get_layer("up2_conv").use_bias
-    assert generator.get_layer("image").activation is keras.activations.tanh
+    assert generator.get_layer("generated").activation is keras.activations.tanh
     # No batch norm on the discriminator's input layer, LeakyReLU 0.2 everywhere.
     assert [layer.name for layer in discriminator.layers if "bn" in layer.name] == ["down2_bn", "down3_bn"]
     assert discriminator.get_layer("down1_conv").use_bias and not discriminator.get_layer("down2_conv").use_bias

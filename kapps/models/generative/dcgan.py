@@ -137,7 +137,7 @@ def dcgan_generator(
 
     A dense projection of the noise to the smallest map (`projection`, reshaped by `projection_reshape`), batch
     norm and ReLU, then `scale_steps(image_shape)` transposed-convolution steps `up1`, `up2`, ..., the last of
-    which makes the image's channels, with bias and no norm, and `image`, its tanh (float32 under any policy).
+    which makes the image's channels, with bias and no norm, and `generated`, its tanh (float32 under any policy).
 
     Args:
         latent_dim: the noise's size (the input `noise`, shape `(latent_dim,)`).
@@ -174,8 +174,8 @@ def dcgan_generator(
         dtype="float32",
         name=f"up{steps}_conv",
     )(x)
-    image = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
-    return keras.Model(noise, image, name=name)
+    generated = keras.layers.Activation("tanh", dtype="float32", name="generated")(x)
+    return keras.Model(noise, generated, name=name)
 
 
 @register_model(
