@@ -26,7 +26,8 @@ class Source:
         name: the run's name (the folder's, or the file's stem), the default export folder's name.
         model: the Keras model, loaded with `safe_mode=True`.
         config: the run's config.json, or `{}` for a bare `.keras` file.
-        data: `(split, limit) -> images` for the run's own data, or None when there is none.
+        data: `(split, limit) -> images` for the run's own data (or the inputs the kind makes, for a kind with
+            `own_inputs`: a generator's noise), or None when there is none.
         data_description: where the inputs come from, for the report.
         trained_policy: the dtype policy the model was saved with; exports compute in float32.
         task: the model's task: the run's config.json's, else the registry's task of the model's name.
@@ -134,6 +135,11 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         class_names,
         convention,
     )
+    if kind.own_inputs is not None:  # a generator: noise in, whatever data it trained on
+        shape = model.input_shape[1:]
+        source.data = lambda split, limit: kind.inputs(shape, limit, split=split)
+        source.data_description = kind.own_inputs
+        return source
     spec = data or config.get("data", {}).get("spec")
     if spec is None:
         return source

@@ -6,7 +6,7 @@
 >>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
-from kapps.models import detection, inception, keypoints, lenet, resnet, segmentation, vgg
+from kapps.models import detection, generative, inception, keypoints, lenet, resnet, segmentation, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.backbones import (
     backbone,
@@ -28,6 +28,7 @@ from kapps.models.detection import (
     mask_rcnn,
     yolo_v1,
 )
+from kapps.models.generative import GAN, dcgan_discriminator, dcgan_generator
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.keypoints import hourglass_detector, stacked_hourglass
 from kapps.models.lenet import lenet5
@@ -65,6 +66,7 @@ from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, in
 
 __all__ = [
     "FastRCNNTrainer",
+    "GAN",
     "FasterRCNNTrainer",
     "MaskRCNNTrainer",
     "FeatureMap",
@@ -77,6 +79,8 @@ __all__ = [
     "count_params",
     "darknet24",
     "darknet_small",
+    "dcgan_discriminator",
+    "dcgan_generator",
     "detection",
     "encoder_decoder",
     "fast_rcnn",
@@ -85,6 +89,7 @@ __all__ = [
     "fcn16s",
     "fcn32s",
     "feature_maps",
+    "generative",
     "googlenet",
     "googlenet_main_output",
     "googlenet_paper",
