@@ -3,7 +3,7 @@
 >>> report = kapps.export.export("saved_models/lenet5", formats="all", quantize="int8")
 """
 
-from kapps.export.exporter import REPORT_FILE, export, plan
+from kapps.export.exporter import REPORT_FILE, export, plan, recurrent_loops
 from kapps.export.runtimes import RUNNERS, keras_runner, onnx_runner, saved_model_runner, tflite_runner
 from kapps.export.source import Source, load_source
 from kapps.formats import FORMATS, QUANTIZATIONS
@@ -19,6 +19,7 @@ __all__ = [
     "load_source",
     "onnx_runner",
     "plan",
+    "recurrent_loops",
     "saved_model_runner",
     "tflite_runner",
 ]

@@ -26,6 +26,7 @@ from kapps.formats import FORMATS, QUANTIZATIONS
 from kapps.kinds import Kind
 from kapps.preprocessing import preprocess
 
+import keras
 import numpy as np
 
 REPORT_FILE = "export_report.json"
@@ -104,8 +105,9 @@ def export(
         The report also written to `<out>/export_report.json`.
 
     Raises:
-        ExportError: bad options, an unwritable output folder, or an artifact that failed verification. Nothing is
-            left in `out` by a failed export.
+        ExportError: bad options, an unwritable output folder, a recurrent loop that TFLite cannot convert
+            (`recurrent_loops`), or an artifact that failed verification. Nothing is left in `out` by a failed
+            export.
         ModelError: the model cannot be loaded, nothing says its task, its task has no output kind to compare its
             artifacts with, or its outputs do not fit its kind.
     """
@@ -117,6 +119,13 @@ def export(
     kind = source.kind
     if quantize in kind.unsupported_quantizations:
         raise ExportError(kind.unsupported_quantizations[quantize])
+    loops = recurrent_loops(source.model)
+    if loops and any(a.format == "tflite" for a in artifacts):
+        raise ExportError(
+            f"The recurrent layer {loops[0]!r} runs as a loop, which TFLite's builtin ops cannot convert; rebuild the "
+            "model with unroll=True on a fixed number of steps (kapps' recurrent builders do so by default), or "
+            "export it with --format onnx."
+        )
     if quantize == "int8" and source.data is None:
         raise ExportError(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
@@ -189,6 +198,22 @@ def export(
             with contextlib.suppress(OSError):
                 folder.rmdir()
     return report
+
+
+def recurrent_loops(model) -> list[str]:
+    """The recurrent layers of `model` (nested models' too) that are not unrolled, by name.
+
+    Keras 3 traces such a layer to a `tf.while_loop` over a TensorList whose element shape holds the free batch
+    axis, and TFLite's builtins refuse it ("TensorListReserve requires element_shape to be static"; measured with
+    TF 2.21 for SimpleRNN, LSTM and GRU): only an unrolled recurrence converts. tf2onnx converts both forms.
+    """
+    found, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
+            found.append(layer.name)
+        pending.extend(getattr(layer, "layers", ()))
+    return found
 
 
 class _Stages:

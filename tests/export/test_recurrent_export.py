@@ -1,0 +1,112 @@
+"""The RNN, LSTM and GRU classifiers export through `kapps.export` to SavedModel, TFLite with builtin ops only (the
+recurrence unrolled over its fixed steps: no WHILE loop, no Select TF ops) and ONNX, each artifact verified by the
+classification kind against Keras."""
+
+import kapps.export
+import kapps.models
+from kapps.errors import ExportError
+from kapps.export import keras_runner, onnx_runner, saved_model_runner, tflite_runner
+from kapps.kinds import classification
+
+import keras
+import numpy as np
+import onnx
+import pytest
+
+from tests.conftest import tflite_ops
+
+STEPS, FEATURES, UNITS, CLASSES = 8, 3, 6, 4
+GATE_OPS = {"rnn": {"TANH"}, "lstm": {"TANH", "LOGISTIC", "MUL"}, "gru": {"TANH", "LOGISTIC", "MUL", "SUB"}}
+
+
+def random_classifier(cell: str) -> keras.Model:
+    """A small classifier of `cell` with random weights (normal, standard deviation 1.2, biases too), so the
+    probabilities depend on every gate; the class layer's bias is 0, so the class is the hidden state's doing
+    rather than a constant offset's, and varies from sequence to sequence."""
+    model = kapps.models.rnn_classifier(input_shape=(STEPS, FEATURES), units=UNITS, num_classes=CLASSES, cell=cell)
+    rng = np.random.default_rng(1)
+    *weights, head_bias = model.get_weights()
+    model.set_weights([rng.normal(0.0, 1.2, w.shape).astype("float32") for w in weights] + [np.zeros_like(head_bias)])
+    return model
+
+
+@pytest.fixture(scope="module", params=["rnn", "lstm", "gru"])
+def exported(request, tmp_path_factory):
+    cell = request.param
+    folder = tmp_path_factory.mktemp(cell)
+    model = random_classifier(cell)
+    model.save(folder / f"{cell}_classifier.keras")  # a bare file of a registered name: task classification
+    report = kapps.export.export(folder / f"{cell}_classifier.keras", out=folder / "out", latency_runs=2)
+    return cell, model, folder / "out", report
+
+
+def test_every_artifact_answers_like_keras(exported):
+    _, _, _, report = exported
+    assert report["task"] == "classification"
+    assert report["inputs"]["shape"] == [STEPS, FEATURES] and report["inputs"]["count"] == 64
+    by_path = {a["path"]: a for a in report["artifacts"]}
+    assert sorted(by_path) == ["model.onnx", "model.tflite", "saved_model"]
+    for entry in by_path.values():
+        assert entry["passed"], entry
+        assert entry["max_abs_diff"] <= classification.FLOAT_MAX_ABS_DIFF and entry["top1_agreement"] == 1.0, entry
+
+
+def test_the_comparison_sees_a_wrong_recurrence(exported):
+    """On the export's own inputs (64 random uniform sequences, seed 0), the classes vary and a model whose
+    recurrent kernel is transposed (a converter reading it in the wrong layout) is off by far more than the
+    criterion: an artifact that passes computed the recurrence as Keras does."""
+    cell, model, _, _ = exported
+    inputs = np.random.default_rng(0).uniform(0, 1, (64, STEPS, FEATURES)).astype("float32")
+    expected = keras_runner(model)(inputs)["predictions"]
+    assert len(np.unique(np.argmax(expected, -1))) >= 2
+    wrong = keras.models.clone_model(model)
+    weights = model.get_weights()
+    layer = model.get_layer(cell)
+    recurrent = [i for i, w in enumerate(model.weights) if w.path == layer.cell.recurrent_kernel.path][0]
+    u = weights[recurrent]
+    gates = u.shape[1] // UNITS
+    weights[recurrent] = np.concatenate([u[:, g * UNITS : (g + 1) * UNITS].T for g in range(gates)], axis=1)
+    wrong.set_weights(weights)
+    assert (
+        np.max(np.abs(keras_runner(wrong)(inputs)["predictions"] - expected)) > 100 * classification.FLOAT_MAX_ABS_DIFF
+    )
+
+
+def test_tflite_has_builtin_ops_only_and_no_loop(exported):
+    cell, _, out, _ = exported
+    ops = tflite_ops(out / "model.tflite")
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    assert "WHILE" not in ops and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops, ops  # unrolled: one cell per step
+    assert {"FULLY_CONNECTED", "SOFTMAX"} | GATE_OPS[cell] <= ops, ops
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert not {node.op_type for node in graph.node} & {"Loop", "Scan", "LSTM", "GRU", "RNN"}
+
+
+def test_artifacts_answer_like_keras_on_new_sequences(exported):
+    _, model, out, _ = exported
+    sequences = np.random.default_rng(9).normal(0.5, 1.0, (5, STEPS, FEATURES)).astype("float32")
+    expected = keras_runner(model)(sequences)["predictions"]
+    for runner, path in (
+        (saved_model_runner, out / "saved_model"),
+        (tflite_runner, out / "model.tflite"),
+        (onnx_runner, out / "model.onnx"),
+    ):
+        got = runner(path)(sequences)
+        assert list(got) == ["predictions"]
+        np.testing.assert_allclose(got["predictions"], expected, atol=1e-5, err_msg=str(path))
+
+
+def test_a_recurrent_loop_is_refused_for_tflite_before_anything_is_written(tmp_path, empty_cwd):
+    """Not unrolled, the LSTM is a while loop that TFLite's builtins cannot convert: the export says so in one
+    sentence and writes nothing; ONNX converts the loop and matches Keras."""
+    model = kapps.models.rnn_classifier(input_shape=(STEPS, FEATURES), units=UNITS, cell="lstm", unroll=False)
+    model.save(tmp_path / "lstm_classifier.keras")
+    assert kapps.export.recurrent_loops(model) == ["lstm"]
+    for formats in ("tflite", "all"):
+        with pytest.raises(ExportError, match="recurrent layer 'lstm' runs as a loop.*unroll=True.*--format onnx"):
+            kapps.export.export(tmp_path / "lstm_classifier.keras", formats=formats, latency_runs=2)
+    assert list(empty_cwd.iterdir()) == []
+    report = kapps.export.export(tmp_path / "lstm_classifier.keras", formats="onnx", latency_runs=2)
+    (entry,) = report["artifacts"]
+    assert entry["passed"] and entry["max_abs_diff"] <= classification.FLOAT_MAX_ABS_DIFF, entry
+    assert kapps.export.recurrent_loops(random_classifier("gru")) == []  # the builders' default: unrolled
