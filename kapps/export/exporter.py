@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kapps.errors import ExportError
 from kapps.export import writers
+from kapps.export.recurrent import unrolled_twin
 from kapps.export.runtimes import RUNNERS, Runner, keras_runner
 from kapps.export.source import Source, load_source
 from kapps.files import check_output_folder
@@ -26,7 +27,6 @@ from kapps.formats import FORMATS, QUANTIZATIONS
 from kapps.kinds import Kind
 from kapps.preprocessing import preprocess
 
-import keras
 import numpy as np
 
 REPORT_FILE = "export_report.json"
@@ -105,8 +105,8 @@ def export(
         The report also written to `<out>/export_report.json`.
 
     Raises:
-        ExportError: bad options, an unwritable output folder, a recurrent loop that TFLite cannot convert
-            (`recurrent_loops`), or an artifact that failed verification. Nothing is left in `out` by a failed
+        ExportError: bad options, an unwritable output folder, a TFLite file asked of a recurrent loop over a
+            free number of steps, or an artifact that failed verification. Nothing is left in `out` by a failed
             export.
         ModelError: the model cannot be loaded, nothing says its task, its task has no output kind to compare its
             artifacts with, or its outputs do not fit its kind.
@@ -119,13 +119,9 @@ def export(
     kind = source.kind
     if quantize in kind.unsupported_quantizations:
         raise ExportError(kind.unsupported_quantizations[quantize])
-    loops = recurrent_loops(source.model)
-    if loops and any(a.format == "tflite" for a in artifacts):
-        raise ExportError(
-            f"The recurrent layer {loops[0]!r} runs as a loop, which TFLite's builtin ops cannot convert; rebuild the "
-            "model with unroll=True on a fixed number of steps (kapps' recurrent builders do so by default), or "
-            "export it with --format onnx."
-        )
+    # What the converters read: the same weights with any recurrent loop unrolled (see kapps.export.recurrent);
+    # every artifact is still compared with the model as trained.
+    graph = unrolled_twin(source.model, tflite=any(a.format == "tflite" for a in artifacts))
     if quantize == "int8" and source.data is None:
         raise ExportError(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
@@ -168,7 +164,7 @@ def export(
     try:
         saved_model = tmp / "saved_model"
         if any(a.format in ("saved_model", "tflite") for a in artifacts):
-            writers.write_saved_model(source.model, saved_model)
+            writers.write_saved_model(graph, saved_model)
             stage.done("wrote the SavedModel")
         for artifact in artifacts:
             target = tmp / artifact.path
@@ -176,7 +172,7 @@ def export(
                 writers.write_tflite(saved_model, target, quantize=artifact.quantization, calibration=calibration)
                 stage.done(f"converted {artifact.path} (TFLite, quantization {artifact.quantization})")
             elif artifact.format == "onnx":
-                writers.write_onnx(source.model, target, opset=opset)
+                writers.write_onnx(graph, target, opset=opset)
                 stage.done(f"converted {artifact.path} (ONNX, opset {opset})")
             entry = _verify(artifact, target, inputs, expected, latency_runs, kind=kind, model=source.model)
             report["artifacts"].append(entry)
@@ -198,22 +194,6 @@ def export(
             with contextlib.suppress(OSError):
                 folder.rmdir()
     return report
-
-
-def recurrent_loops(model) -> list[str]:
-    """The recurrent layers of `model` (nested models' too) that are not unrolled, by name.
-
-    Keras 3 traces such a layer to a `tf.while_loop` over a TensorList whose element shape holds the free batch
-    axis, and TFLite's builtins refuse it ("TensorListReserve requires element_shape to be static"; measured with
-    TF 2.21 for SimpleRNN, LSTM and GRU): only an unrolled recurrence converts. tf2onnx converts both forms.
-    """
-    found, pending = [], list(model.layers)
-    while pending:
-        layer = pending.pop(0)
-        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
-            found.append(layer.name)
-        pending.extend(getattr(layer, "layers", ()))
-    return found
 
 
 class _Stages:

@@ -1,6 +1,6 @@
-"""The RNN, LSTM and GRU classifiers export through `kapps.export` to SavedModel, TFLite with builtin ops only (the
-recurrence unrolled over its fixed steps: no WHILE loop, no Select TF ops) and ONNX, each artifact verified by the
-classification kind against Keras."""
+"""The RNN, LSTM and GRU classifiers, trained as loops, export through `kapps.export` to SavedModel, TFLite with
+builtin ops only (the recurrence unrolled over its fixed steps: no WHILE loop, no Select TF ops) and ONNX, each
+artifact verified by the classification kind against the looping Keras model."""
 
 import kapps.export
 import kapps.models
@@ -35,6 +35,7 @@ def exported(request, tmp_path_factory):
     cell = request.param
     folder = tmp_path_factory.mktemp(cell)
     model = random_classifier(cell)
+    assert kapps.export.recurrent_loops(model) == [cell]  # built as a loop: the export unrolls it
     model.save(folder / f"{cell}_classifier.keras")  # a bare file of a registered name: task classification
     report = kapps.export.export(folder / f"{cell}_classifier.keras", out=folder / "out", latency_runs=2)
     return cell, model, folder / "out", report
@@ -96,17 +97,22 @@ def test_artifacts_answer_like_keras_on_new_sequences(exported):
         np.testing.assert_allclose(got["predictions"], expected, atol=1e-5, err_msg=str(path))
 
 
-def test_a_recurrent_loop_is_refused_for_tflite_before_anything_is_written(tmp_path, empty_cwd):
-    """Not unrolled, the LSTM is a while loop that TFLite's builtins cannot convert: the export says so in one
-    sentence and writes nothing; ONNX converts the loop and matches Keras."""
-    model = kapps.models.rnn_classifier(input_shape=(STEPS, FEATURES), units=UNITS, cell="lstm", unroll=False)
+def test_the_unrolled_twin_is_the_same_model(exported):
+    cell, model, _, _ = exported
+    twin = kapps.export.unrolled_twin(model, tflite=True)
+    assert twin.get_layer(cell).unroll is True and kapps.export.recurrent_loops(twin) == []
+    for mine, theirs in zip(model.weights, twin.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert kapps.export.unrolled_twin(twin, tflite=True) is twin  # nothing left to unroll
+
+
+def test_a_loop_over_free_lengths_is_refused_for_tflite_before_anything_is_written(tmp_path, empty_cwd):
+    """A model of free length cannot be unrolled, and TFLite's builtins cannot convert its loop: the export says
+    so in one sentence and writes nothing; other formats take the loop as it is."""
+    model = kapps.models.rnn_classifier(input_shape=(None, FEATURES), units=UNITS, cell="lstm")
     model.save(tmp_path / "lstm_classifier.keras")
-    assert kapps.export.recurrent_loops(model) == ["lstm"]
     for formats in ("tflite", "all"):
-        with pytest.raises(ExportError, match="recurrent layer 'lstm' runs as a loop.*unroll=True.*--format onnx"):
+        with pytest.raises(ExportError, match="layer 'lstm' reads a free number of steps.*--format onnx"):
             kapps.export.export(tmp_path / "lstm_classifier.keras", formats=formats, latency_runs=2)
     assert list(empty_cwd.iterdir()) == []
-    report = kapps.export.export(tmp_path / "lstm_classifier.keras", formats="onnx", latency_runs=2)
-    (entry,) = report["artifacts"]
-    assert entry["passed"] and entry["max_abs_diff"] <= classification.FLOAT_MAX_ABS_DIFF, entry
-    assert kapps.export.recurrent_loops(random_classifier("gru")) == []  # the builders' default: unrolled
+    assert kapps.export.unrolled_twin(model, tflite=False) is model

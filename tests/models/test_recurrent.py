@@ -171,14 +171,16 @@ def test_regression_head_is_one_linear_output():
     assert model.count_params() == 4 * (8 * (2 + 8) + 8) + 8 + 1
 
 
-def test_fixed_lengths_are_unrolled_and_free_lengths_are_not():
-    fixed = kapps.models.rnn_classifier(input_shape=(10, 3), units=4, cell="gru")
-    assert fixed.get_layer("gru").unroll is True
+def test_the_recurrence_is_a_loop_unless_unrolled():
+    loop = kapps.models.rnn_classifier(input_shape=(10, 3), units=4, cell="gru")
+    assert loop.get_layer("gru").unroll is False  # trains faster; kapps export unrolls it
+    unrolled = kapps.models.rnn_classifier(input_shape=(10, 3), units=4, cell="gru", unroll=True)
+    assert unrolled.get_layer("gru").unroll is True
+    unrolled.set_weights(loop.get_weights())
+    sequences = np.random.default_rng(0).normal(0.0, 1.0, (2, 10, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(unrolled(sequences)), np.asarray(loop(sequences)), atol=1e-6)
     free = kapps.models.rnn_classifier(input_shape=(None, 3), units=4)
-    assert free.get_layer("rnn").unroll is False
     assert free(np.zeros((2, 17, 3), "float32")).shape == (2, 10)  # any length
-    kept = kapps.models.rnn_classifier(input_shape=(10, 3), units=4, unroll=False)
-    assert kept.get_layer("rnn").unroll is False
 
 
 def test_cell_pair_builds_one_model_per_cell_for_one_length():
