@@ -2,8 +2,12 @@
 builtin ops only (the recurrence unrolled over its fixed steps: no WHILE loop, no Select TF ops) and ONNX, each
 artifact verified by the classification kind against the looping Keras model."""
 
+import json
+
+import kapps.data
 import kapps.export
 import kapps.models
+from kapps.data.base import as_arrays
 from kapps.errors import ExportError
 from kapps.export import keras_runner, onnx_runner, saved_model_runner, tflite_runner
 from kapps.kinds import classification
@@ -116,3 +120,22 @@ def test_a_loop_over_free_lengths_is_refused_for_tflite_before_anything_is_writt
             kapps.export.export(tmp_path / "lstm_classifier.keras", formats=formats, latency_runs=2)
     assert list(empty_cwd.iterdir()) == []
     assert kapps.export.unrolled_twin(model, tflite=False) is model
+
+
+def test_a_run_on_digit_rows_exports_on_its_own_rows(tmp_path):
+    """A run folder whose model reads the digits row by row (32 steps of 32 pixels) is checked on its own test
+    digits, read as `kapps.data.digit_rows` gives them."""
+    run = tmp_path / "rows"
+    run.mkdir()
+    model = kapps.models.rnn_classifier(input_shape=(32, 32), units=UNITS, cell="lstm")
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(
+        json.dumps({"task": "classification", "data": {"spec": "digits"}, "options": {"seed": 0}})
+    )
+    source = kapps.export.load_source(run)
+    expected, _ = as_arrays(kapps.data.digit_rows("digits", seed=0).test, 20)
+    np.testing.assert_array_equal(source.data("test", 20), expected)
+    report = kapps.export.export(run, formats="tflite", out=tmp_path / "out", samples=32, latency_runs=2)
+    assert report["inputs"] == {"data": "digits (seed 0)", "count": 32, "shape": [32, 32]}
+    (entry,) = report["artifacts"]
+    assert entry["passed"] and entry["max_abs_diff"] <= classification.FLOAT_MAX_ABS_DIFF, entry
