@@ -6,6 +6,8 @@
     >>> scenes = kapps.data.load_detection("shapes", image_size=(128, 128), seed=0)  # (image, {"boxes", "classes"})
     >>> masks = kapps.data.load_segmentation("shapes", image_size=(128, 128), seed=0)  # (image, mask (H, W) int32)
     >>> wheat = kapps.data.load_keypoints("wheat", image_size=(256, 256), seed=0)  # (image, {"points", "types"})
+    >>> rows = kapps.data.digit_rows("digits", seed=0)  # (sequence (32, 32): 32 rows of 32 pixels, label)
+    >>> inputs, targets = kapps.data.adding_problem(length=100, count=1000, seed=0)  # (1000, 100, 2), (1000, 1)
     >>> leaves = kapps.data.load_instances("leaves", image_size=(128, 128))  # (image, {"labels", "masks", "count"})
 """
 
@@ -19,6 +21,7 @@ from kapps.data.mask_augment import segmentation_augment
 from kapps.data.pipeline import Splits, cifar_augment, default_augment, digit_augment, pipeline, splits, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
 from kapps.data.segmentation import IGNORE_LABEL, SEGMENTATION_SOURCES, load_segmentation
+from kapps.data.sequences import adding_problem, digit_rows
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
 from kapps.data.wheat import WHEAT_POINT_TYPES, load_wheat, render_wheat
@@ -36,10 +39,12 @@ __all__ = [
     "WHEAT_POINT_TYPES",
     "Data",
     "Splits",
+    "adding_problem",
     "cifar_augment",
     "default_augment",
     "detection_augment",
     "digit_augment",
+    "digit_rows",
     "load",
     "load_detection",
     "load_segmentation",
