@@ -98,7 +98,7 @@ def main(
         model_kwargs = {"base_filters": base_filters, "padding": padding}
     else:
         if padding != "same":
-            raise OptionError(f"--padding is U-Net's option, not {model_name!r}'s.")
+            raise OptionError(f"--padding is for U-Net, not {model_name!r}.")
         width = CPU_WIDTHS[model_name] if width is None else width
         if not 0 < width <= 1:
             raise OptionError(f"--width must be above 0 and at most 1, not {width}.")
