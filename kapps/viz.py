@@ -208,11 +208,13 @@ def plot_segmentation(
         drawn[known] = palette[mask[known]]
         return drawn
 
-    # one row an image, and a short last row for the legend
-    fig, axes = plt.subplots(
-        len(rows) + 1, 3, figsize=(7.5, 2.5 * len(rows) + 0.8), height_ratios=[1] * len(rows) + [0.3], squeeze=False
-    )
-    for (image, truth, guess), (left, middle, right) in zip(rows, axes, strict=False):
+    # one row an image, and a short last row across the columns for the legend
+    fig = plt.figure(figsize=(7.5, 2.5 * len(rows) + 0.6))
+    grid = fig.add_gridspec(len(rows) + 1, 3, height_ratios=[1] * len(rows) + [0.2])
+    axes = np.array([[fig.add_subplot(grid[row, column]) for column in range(3)] for row in range(len(rows))])
+    legend = fig.add_subplot(grid[len(rows), :])
+    legend.set_axis_off()
+    for (image, truth, guess), (left, middle, right) in zip(rows, axes, strict=True):
         left.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
         middle.imshow(colours(truth), interpolation="nearest")
         right.imshow(colours(guess), interpolation="nearest")
@@ -222,7 +224,7 @@ def plot_segmentation(
         ax.set_title(heading)
     handles = [Patch(facecolor=palette[c], label=name) for c, name in enumerate(class_names)]
     handles.append(Patch(facecolor="white", edgecolor="grey", label=f"ignored ({ignore_label})"))
-    axes[-1, 1].legend(handles=handles, loc="center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    legend.legend(handles=handles, loc="center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     return _save(fig, path, title=title)
 
 

@@ -47,7 +47,7 @@ CPU_WIDTHS = {"fcn32s": 1 / 16, "fcn16s": 1 / 16, "fcn8s": 1 / 16, "segnet": 1 /
 @kapps.train.recipe_command(
     name="segment",
     help="Train FCN-32s/16s/8s, SegNet, encoder_decoder or U-Net on shapes scenes (default, offline) or real masks.",
-    epochs=12,
+    epochs=15,
     batch_size=16,
     lr=2e-3,
     data="shapes",
