@@ -21,14 +21,23 @@ al. 2017, Table 1: the boundary F1 measure); at these defaults SegNet reached on
 `--data tfds:oxford_iiit_pet` (trimaps as pet and background, the border ignored), `--data folder:VOC2012` (VOC's
 `SegmentationClass` layout) or a CVPPP folder train on real images.
 
+`--border-weights` trains with U-Net's weighted loss (Ronneberger et al. 2015, eq. 2): each pixel's cross-entropy
+weighed by w_c (background and objects balanced per image) plus `--border-w0` (10) times a Gaussian of width
+`--border-sigma` (5 px) in the summed distances to the two nearest objects, so the thin background between
+touching objects counts most; it needs instance labels (the shapes scenes, VOC's `SegmentationObject`, CVPPP's
+`*_label.png`) and suits every model here, as the weights depend on the masks only.
+
     python recipes/segment.py                                  # unet on shapes, writes saved_models/segment/
     python recipes/segment.py --model fcn8s --out saved_models/fcn8s
     python recipes/segment.py --padding valid --image-size 284   # the paper's convolutions: 284 -> its centre 100
+    python recipes/segment.py --border-weights --out saved_models/unet_border   # the paper's weighted loss
     kapps export saved_models/segment --format all
     kapps predict saved_models/segment/model.keras scene.png
 """
 
 from __future__ import annotations
+
+import math
 
 import kapps.data
 import kapps.models
@@ -36,7 +45,7 @@ import kapps.segmentation_metrics as seg
 import kapps.train
 from kapps.errors import OptionError
 from kapps.models.segmentation import unet_output_size
-from kapps.train.segmentation import crop_masks, evaluate_segmenter
+from kapps.train.segmentation import border_weighted, crop_masks, evaluate_segmenter
 from kapps.viz import plot_segmentation
 
 import click
@@ -75,6 +84,16 @@ CPU_WIDTHS = {"fcn32s": 1 / 16, "fcn16s": 1 / 16, "fcn8s": 1 / 16, "segnet": 1 /
 )
 @click.option("--scenes", default=None, help=f"Scenes of the shapes source: TRAIN,VAL,TEST (default {SCENES}).")
 @click.option("--augment/--no-augment", default=True, help="Random flips and scale jitter (0.75-1.25) in training.")
+@click.option(
+    "--border-weights",
+    is_flag=True,
+    help="U-Net's weighted loss (eq. 2): class balance plus high weights on the background between touching "
+    "objects; needs instance labels.",
+)
+@click.option("--border-w0", type=float, default=None, help="Peak border weight w0 of --border-weights [default: 10].")
+@click.option(
+    "--border-sigma", type=float, default=None, help="Border width sigma of --border-weights, in pixels [default: 5]."
+)
 def main(
     opts: kapps.train.TrainOptions,
     model_name: str,
@@ -84,9 +103,13 @@ def main(
     padding: str,
     scenes: str | None,
     augment: bool,
+    border_weights: bool,
+    border_w0: float | None,
+    border_sigma: float | None,
 ) -> kapps.train.Run:
     if image_size < 32:
         raise OptionError(f"--image-size must be at least 32, not {image_size}.")
+    border = _border_options(border_weights, w0=border_w0, sigma=border_sigma)
     if model_name == "unet":
         if width is not None:
             raise OptionError("--width is for the FCNs, SegNet and encoder_decoder; U-Net takes --base-filters.")
@@ -109,16 +132,20 @@ def main(
         output_size = image_size
         model_kwargs = {"width": width}
 
-    # 1. Data: images and their class-index masks at the requested size; in training, each mask flipped and
-    #    rescaled with its image (nearest neighbour). A valid-padding U-Net's masks are cut to the part it scores.
+    # 1. Data: images and their class-index masks at the requested size, with --border-weights each training mask's
+    #    per-pixel weights from its instance labels; in training, each mask (and its weights) flipped and rescaled
+    #    with its image (nearest neighbour). A valid-padding U-Net's masks (and weights) are cut to what it scores.
     size = (image_size, image_size)
-    data = kapps.data.load_segmentation(
+    load = kapps.data.load_segmentation_instances if border else kapps.data.load_segmentation
+    data = load(
         opts.data,
         image_size=size,
         seed=opts.seed,
         data_dir=opts.data_dir,
         **kapps.train.scene_counts(SCENES if scenes is None and opts.data == "shapes" else scenes, data=opts.data),
     )
+    if border:
+        data = border_weighted(data, **border)
     num_classes = len(data.class_names)
     augmentation = kapps.data.segmentation_augment(image_size=size, seed=opts.seed) if augment else None
     splits = kapps.data.splits(
@@ -131,7 +158,8 @@ def main(
     # 2. Model: the registered builder at the CPU size, softmax scores at every pixel.
     model_kwargs = {"input_shape": data.input_shape, "num_classes": num_classes, **model_kwargs}
 
-    # 3. Train: per-pixel cross-entropy (255 ignored), Adam on a warm-up and cosine decay, best validation mean IoU.
+    # 3. Train: per-pixel cross-entropy (255 ignored; each pixel's term times its border weight when the training
+    #    examples carry them, as Keras's sample_weight), Adam on a warm-up and cosine decay, best validation mean IoU.
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = kapps.train.warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
     run = kapps.train.fit(
@@ -146,7 +174,7 @@ def main(
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor="val_mean_iou",
         mode="max",
-        config=kapps.train.run_config(model_name, kwargs=model_kwargs, data=data),
+        config=kapps.train.run_config(model_name, kwargs=model_kwargs, data=data, border_weights=border),
         evaluate_test=lambda model: evaluate_segmenter(model, test, class_names=data.class_names),
     )
 
@@ -160,6 +188,23 @@ def main(
         f"run folder {run.path}"
     )
     return run
+
+
+def _border_options(border_weights: bool, *, w0: float | None, sigma: float | None) -> dict | None:
+    """`border_weighted`'s keywords for --border-weights (None without it): the paper's w0 = 10 and sigma = 5 px
+    unless given, and w_c balancing background against objects as the paper's eq. 2 has it."""
+    if not border_weights:
+        given = [name for name, value in (("--border-w0", w0), ("--border-sigma", sigma)) if value is not None]
+        if given:
+            raise OptionError(f"{given[0]} sets the border weights, which only --border-weights turns on.")
+        return None
+    w0 = 10.0 if w0 is None else w0
+    sigma = 5.0 if sigma is None else sigma
+    if not 0 < w0 < math.inf:
+        raise OptionError(f"--border-w0 must be a finite number above 0, not {w0:g}.")
+    if not 0 < sigma < math.inf:
+        raise OptionError(f"--border-sigma must be a finite number of pixels above 0, not {sigma:g}.")
+    return {"w0": w0, "sigma": sigma, "class_weights": "balanced"}
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from kapps.data.leaves import LEAF_CLASSES, load_leaves, render_rosette
 from kapps.data.mask_augment import segmentation_augment
 from kapps.data.pipeline import Splits, cifar_augment, default_augment, digit_augment, pipeline, splits, steps_per_epoch
 from kapps.data.scenes import SHAPE_CLASSES, load_shapes, render_scene
-from kapps.data.segmentation import IGNORE_LABEL, SEGMENTATION_SOURCES, load_segmentation
+from kapps.data.segmentation import (
+    IGNORE_LABEL,
+    SEGMENTATION_SOURCES,
+    load_segmentation,
+    load_segmentation_instances,
+)
 from kapps.data.sequences import adding_problem, digit_rows
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
@@ -48,6 +53,7 @@ __all__ = [
     "load",
     "load_detection",
     "load_segmentation",
+    "load_segmentation_instances",
     "load_keypoints",
     "load_instances",
     "load_leaves",

@@ -1,4 +1,5 @@
-"""Augmentation for segmentation batches: one random flip and scale-crop applied to an image and its mask alike."""
+"""Augmentation for segmentation batches: one random flip and scale-crop applied to an image, its mask and its
+per-pixel loss weights alike."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def segmentation_augment(*, image_size, seed: int = 0, flip: bool = True, scale=
     same points; pixels outside the input are 0 in the image and `IGNORE_LABEL` (255) in the mask, so no loss
     counts the padding.
 
+    A batch may carry per-pixel loss weights as a third element, `(images, masks, weights)`: Keras's
+    `sample_weight`, for example U-Net's border weights (Ronneberger et al. 2015, eq. 2). They are sampled at the
+    mask's points by nearest neighbour too, so every output pixel keeps the (label, weight) pair of one input
+    pixel: bilinear weights would hand a foreground pixel beside a thin border part of that border's high weight,
+    a weight no pixel of the annotation has. Outside the input they are 0, which the ignore label makes moot.
+
     Args:
         image_size: (height, width) of the output images and masks, at least 2 pixels each.
         seed: seed of the random draws (a `tf.random.Generator`, as `pipeline` calls the function one batch at a
@@ -30,7 +37,8 @@ def segmentation_augment(*, image_size, seed: int = 0, flip: bool = True, scale=
     Returns:
         A function mapping a batch `(images, masks)`, images float32 (B, H, W, C) and masks integer (B, H, W)
         class indices, to images (B, *image_size, C) float32 and masks (B, *image_size) of the masks' dtype, for
-        `kapps.data.pipeline(..., augment=...)`.
+        `kapps.data.pipeline(..., augment=...)`; a batch `(images, masks, weights)` with float weights
+        (B, H, W) gives `(images, masks, weights)`, the weights (B, *image_size) float32.
     """
     size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
     if size is None or len(size) != 2 or any(not isinstance(s, int) or isinstance(s, bool) or s < 2 for s in size):
@@ -45,7 +53,7 @@ def segmentation_augment(*, image_size, seed: int = 0, flip: bool = True, scale=
     low, high = scale if scale is not None else (1.0, 1.0)
     out = tf.constant(size, tf.float32)
 
-    def augment(images, masks):
+    def augment(images, masks, *weights):
         batch = tf.shape(images)[0]
         source = tf.cast(tf.shape(images)[1:3], tf.float32)  # (H, W)
         factor = generator.uniform([batch, 1], low, high)
@@ -72,6 +80,13 @@ def segmentation_augment(*, image_size, seed: int = 0, flip: bool = True, scale=
             method="nearest",
             extrapolation_value=float(IGNORE_LABEL),
         )
-        return images, tf.cast(tf.round(sampled[..., 0]), masks.dtype)
+        masks = tf.cast(tf.round(sampled[..., 0]), masks.dtype)
+        if not weights:
+            return images, masks
+        # the same boxes and method as the masks: the same source pixel for every output pixel
+        weights = tf.image.crop_and_resize(
+            tf.cast(weights[0], tf.float32)[..., None], boxes, indices, size, method="nearest", extrapolation_value=0.0
+        )
+        return images, masks, weights[..., 0]
 
     return augment

@@ -35,10 +35,12 @@ def pipeline(
     batches in an epoch, `steps_per_epoch(n, batch_size)`, to `fit`.
 
     Args:
-        ds: unbatched `(image, label)` dataset, already decoded.
+        ds: unbatched `(image, label)` dataset, already decoded; a third element (Keras's `sample_weight`) travels
+            with them.
         batch_size: the global batch size (a tf.distribute strategy splits it between replicas).
         training: shuffle each epoch anew, augment, and repeat without end when true.
-        augment: a batched `(images, labels) -> (images, labels)` function, applied only in training.
+        augment: a batched `(images, labels) -> (images, labels)` function, applied only in training (given the
+            sample weights too, when the examples have them).
         cache: keep decoded examples in memory after the first pass.
         shuffle_buffer: how many examples are shuffled together.
         seed: shuffle seed, so one seed gives one order of batches.
@@ -71,7 +73,7 @@ def pipeline(
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if check_convention(preprocessing) != "unit":
-        ds = ds.map(lambda images, targets: (preprocess(images, preprocessing), targets))
+        ds = ds.map(lambda images, *targets: (preprocess(images, preprocessing), *targets))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

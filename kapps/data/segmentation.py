@@ -8,6 +8,10 @@ the background wherever the source has one.
 
     >>> data = kapps.data.load_segmentation("shapes", image_size=(128, 128))
     >>> image, mask = next(iter(data.train))  # (128, 128, 3) float32, (128, 128) int32 in 0..4
+
+`load_segmentation_instances` gives the same examples with each object's own label as a third element, for the
+losses that need to know where one object ends and the next begins (U-Net's border weights, Ronneberger et al.
+2015, eq. 2): the shapes scenes, VOC's `SegmentationObject` and CVPPP's `*_label.png` have them.
 """
 
 from __future__ import annotations
@@ -91,6 +95,65 @@ def load_segmentation(
         DataError: an unknown source, a missing or malformed folder, or a dataset tensorflow-datasets cannot load.
         ValueError: `image_size` or `val_fraction` out of range, or keywords for a source other than shapes.
     """
+    return _load(
+        spec,
+        image_size=image_size,
+        seed=seed,
+        data_dir=data_dir,
+        val_fraction=val_fraction,
+        instances=False,
+        **source_kwargs,
+    )
+
+
+def load_segmentation_instances(
+    spec: str,
+    *,
+    image_size,
+    seed: int = 0,
+    data_dir: str | None = None,
+    val_fraction: float = 0.1,
+    **source_kwargs,
+) -> Data:
+    """`load_segmentation`'s examples with the objects' instance labels: `(image, mask, instances)`.
+
+    `instances` is int32 (H, W) at `image_size` (stretched by nearest neighbour, as the mask): 0 on the background
+    and k > 0 on the pixels of the k-th object, from the same annotation as the mask, so an object's pixels carry
+    one class in the mask. Splits, sizes and class names are `load_segmentation`'s for the same arguments.
+
+    Sources:
+        `"shapes"`: the renderer's instance map (object k of the scene, in drawing order, is k + 1).
+
+        `"folder:PATH"`, VOC layout: `PATH/SegmentationObject/<stem>.png` beside each `SegmentationClass` mask
+        (`PATH/instances/<stem>.png` beside `masks/`): palette or greyscale PNGs whose indices number the objects;
+        VOC's 255 (the void band around objects) becomes 0, as the class mask already ignores those pixels.
+
+        `"folder:PATH"`, CVPPP layout: `<plant>_label.png` beside each `<plant>_rgb.png`, one index a leaf.
+
+        `"tfds:oxford_iiit_pet"` is refused: its trimaps mark one pet and its background, not separate objects.
+
+    Args:
+        spec, image_size, seed, data_dir, val_fraction, **source_kwargs: as `load_segmentation`.
+
+    Returns:
+        The `Data`, its splits of unbatched `(image, mask, instances)`.
+
+    Raises:
+        DataError: as `load_segmentation`, and a source or folder without instance labels.
+        ValueError: as `load_segmentation`.
+    """
+    return _load(
+        spec,
+        image_size=image_size,
+        seed=seed,
+        data_dir=data_dir,
+        val_fraction=val_fraction,
+        instances=True,
+        **source_kwargs,
+    )
+
+
+def _load(spec: str, *, image_size, seed: int, data_dir, val_fraction: float, instances: bool, **source_kwargs):
     if not isinstance(spec, str) or not spec:
         raise DataError(f"A segmentation source must be one of {_ACCEPTED}, not {spec!r}.")
     size = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
@@ -99,7 +162,7 @@ def load_segmentation(
     if not 0 < val_fraction < 1 - TEST_FRACTION:
         raise ValueError(f"val_fraction must be in (0, {1 - TEST_FRACTION}). Received: val_fraction={val_fraction!r}")
     if spec == "shapes":
-        return _shapes(image_size=size, seed=seed, **source_kwargs)
+        return _shapes(image_size=size, seed=seed, instances=instances, **source_kwargs)
     if source_kwargs:
         raise ValueError(f"Only the 'shapes' source takes extra keywords. Received: {sorted(source_kwargs)}")
     name = spec.removeprefix("tfds:")
@@ -109,14 +172,20 @@ def load_segmentation(
             "cannot be loaded for segmentation; download VOC2012 and load its VOC2012 folder as 'folder:PATH'."
         )
     if spec.startswith("tfds:") and (name == "oxford_iiit_pet" or name.startswith("oxford_iiit_pet:")):
+        if instances:
+            raise DataError(
+                f"{spec!r} has no instance labels: its trimaps mark one pet and its background, not separate objects."
+            )
         return _pets(spec, image_size=size, data_dir=data_dir, val_fraction=val_fraction)
     if spec.startswith("folder:") and len(spec) > len("folder:"):
-        return load_segmentation_folder(spec, image_size=size, seed=seed, val_fraction=val_fraction)
+        return load_segmentation_folder(
+            spec, image_size=size, seed=seed, val_fraction=val_fraction, instances=instances
+        )
     raise DataError(f"Unknown segmentation source {spec!r}; use {_ACCEPTED}.")
 
 
-def _shapes(*, image_size, seed: int, **source_kwargs) -> Data:
-    """The shapes scenes with their semantic masks as the targets."""
+def _shapes(*, image_size, seed: int, instances: bool, **source_kwargs) -> Data:
+    """The shapes scenes with their semantic masks as the targets (and their instance maps with `instances`)."""
     if "masks" in source_kwargs:
         raise ValueError("The 'shapes' segmentation source makes its masks itself. Received: masks")
     data = load_shapes(image_size=image_size, seed=seed, masks=True, **source_kwargs)
@@ -124,7 +193,14 @@ def _shapes(*, image_size, seed: int, **source_kwargs) -> Data:
     def semantic(image, targets):
         return image, targets["semantic"]
 
-    splits = {name: getattr(data, name).map(semantic) for name in ("train", "val", "test")}
+    def with_instances(image, targets):
+        # the rows of "masks" are the objects' disjoint visible pixels: row k is object k + 1 of the id map
+        masks = tf.cast(targets["masks"], tf.int32)  # (max_boxes, H, W)
+        ids = tf.range(1, tf.shape(masks)[0] + 1)[:, None, None]
+        return image, targets["semantic"], tf.reduce_sum(masks * ids, axis=0)
+
+    convert = with_instances if instances else semantic
+    splits = {name: getattr(data, name).map(convert) for name in ("train", "val", "test")}
     return dataclasses.replace(data, spec="shapes", **splits, class_names=["background", *SHAPE_CLASSES])
 
 
@@ -166,4 +242,11 @@ def _pets(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
     )
 
 
-__all__ = ["IGNORE_LABEL", "PET_CLASSES", "SEGMENTATION_SOURCES", "VOC_CLASSES", "load_segmentation"]
+__all__ = [
+    "IGNORE_LABEL",
+    "PET_CLASSES",
+    "SEGMENTATION_SOURCES",
+    "VOC_CLASSES",
+    "load_segmentation",
+    "load_segmentation_instances",
+]

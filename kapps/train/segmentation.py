@@ -1,11 +1,15 @@
-"""The semantic segmentation preset of the engine's test: the output kind's scores, time per image and size."""
+"""The semantic segmentation preset of the engine: the test's scores, time per image and size; the masks cut to
+a valid-padding U-Net's output; and U-Net's border-weighted training data (Ronneberger et al. 2015, eq. 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
+from kapps.data import Data
 from kapps.kinds import kind_for
+from kapps.models.segmentation import unet_weight_map
 
 import keras
 import numpy as np
@@ -54,6 +58,7 @@ def seconds_per_image(model: keras.Model, dataset: tf.data.Dataset) -> float:
 def crop_masks(dataset: tf.data.Dataset, size: tuple[int, int]) -> tf.data.Dataset:
     """Cut the masks of a batched `(images, masks)` dataset to their centre `size`, the part of the image a
     valid-padding U-Net scores (Ronneberger et al. 2015: a 572x572 tile gives the 388x388 map of its centre).
+    The per-pixel weights of a `(images, masks, weights)` dataset are cut the same way.
 
     Raises:
         ValueError: `size` is larger than the masks, or leaves an odd margin (no centre).
@@ -66,7 +71,72 @@ def crop_masks(dataset: tf.data.Dataset, size: tuple[int, int]) -> tf.data.Datas
         )
     top, left = margins[0] // 2, margins[1] // 2
 
-    def crop(images, masks):
-        return images, masks[:, top : top + size[0], left : left + size[1]]
+    def crop(images, masks, *weights):
+        return tuple(t[:, top : top + size[0], left : left + size[1]] for t in (masks, *weights))
 
-    return dataset.map(crop)
+    def keep_images(images, *targets):
+        return images, *crop(*targets)
+
+    return dataset.map(keep_images)
+
+
+def border_weighted(data: Data, *, w0: float = 10.0, sigma: float = 5.0, class_weights="balanced") -> Data:
+    """U-Net's border-weighted training data: each training example's mask with its per-pixel loss weights
+    (Ronneberger et al., "U-Net: Convolutional networks for biomedical image segmentation", MICCAI 2015, eq. 2)
+
+        w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2)),
+
+    so that the thin background between touching objects, few pixels that decide whether two objects come out as
+    one, weighs up to w0 times more than the rest.
+
+    The weights are computed from each example's instance labels (`kapps.models.segmentation.unet_weight_map`,
+    distance transforms in NumPy) once, before batching, at the size the model sees, as the paper precomputes
+    them per ground truth; the training pipeline caches them with the example. From there they travel as the
+    third element of the example, Keras's `sample_weight`: flipped and rescaled with the mask
+    (`kapps.data.segmentation_augment`, nearest neighbour), cut with it (`crop_masks`), and applied per pixel by
+    `keras.Model.fit` to any per-pixel loss: with `SparseCategoricalCrossentropy(ignore_class=255)` the loss is
+    `kapps.losses.weighted_pixel_crossentropy`, the weighted sum over the labelled pixels divided by their count,
+    the ignored pixels weighing nothing whatever their weight. Nothing in them depends on the network, so any
+    segmenter can be trained with them. Validation and test keep `(image, mask)`: they are scored by their
+    unweighted metrics.
+
+    Args:
+        data: `kapps.data.load_segmentation_instances`'s `Data`, of `(image, mask, instances)` examples.
+        w0: weight of the border term (10 in the paper), at least 0.
+        sigma: its width in pixels of the model's input (5 in the paper), above 0.
+        class_weights: w_c, as `unet_weight_map` takes it: `"balanced"` (the paper's class-frequency balance:
+            background and objects of each image weigh inversely to their pixel counts, the pixels averaging 1),
+            None (1 everywhere), or a pair `(background, foreground)`.
+
+    Returns:
+        The `Data` with training examples `(image, mask, weights)`, weights float32 (H, W), and validation and
+        test examples `(image, mask)`.
+
+    Raises:
+        ValueError: `w0` below 0 or `sigma` not above 0, or examples without instance labels.
+    """
+    if not (isinstance(w0, (int, float)) and w0 >= 0) or not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ValueError(f"w0 must be >= 0 and sigma > 0. Received: w0={w0!r}, sigma={sigma!r}")
+    if len(data.train.element_spec) != 3:
+        raise ValueError(
+            "data must hold (image, mask, instances) examples, as kapps.data.load_segmentation_instances gives. "
+            f"Received: examples of {len(data.train.element_spec)} elements"
+        )
+    unet_weight_map(np.zeros((2, 2), np.int32), w0=w0, sigma=sigma, class_weights=class_weights)  # checks them
+
+    def weights_of(instances: np.ndarray) -> np.ndarray:
+        return unet_weight_map(instances, w0=w0, sigma=sigma, class_weights=class_weights)
+
+    def weigh(image, mask, instances):
+        weights = tf.numpy_function(weights_of, [instances], tf.float32, stateful=False)
+        return image, mask, tf.ensure_shape(weights, instances.shape)
+
+    def drop_instances(image, mask, instances):
+        return image, mask
+
+    return dataclasses.replace(
+        data,
+        train=data.train.map(weigh, num_parallel_calls=tf.data.AUTOTUNE),
+        val=data.val.map(drop_instances),
+        test=data.test.map(drop_instances),
+    )
