@@ -115,7 +115,7 @@ def _voc_folder(root: Path, mask_folder: Path, *, instances: bool) -> tuple[dict
             objects = object_folder / mask.name
             if not objects.is_file():
                 raise DataError(f"The mask {str(mask)!r} has no instance labels {str(objects)!r}.")
-            _index_values(objects, image)
+            _index_values(objects, image, kind="instance labels")
             records[mask.stem] += (str(objects),)
 
     classes_file = root / "classes.txt"
@@ -159,7 +159,7 @@ def _cvppp_folder(root: Path, *, instances: bool) -> dict[str, list[Record]]:
             labels = image.with_name(stem + "_label.png")
             if not labels.is_file():
                 raise DataError(f"The image {str(image)!r} has no instance labels {labels.name!r} beside it.")
-            _index_values(labels, image)
+            _index_values(labels, image, kind="instance labels")
             records[-1] += (str(labels),)
     return {"train": records}
 
@@ -183,14 +183,12 @@ def _check_sizes(mask: Path, image: Path) -> str:
     return mode
 
 
-def _index_values(mask: Path, image: Path) -> np.ndarray:
-    """The class indices a VOC-layout mask uses, once its mode and size are checked."""
+def _index_values(mask: Path, image: Path, *, kind: str = "class-index masks") -> np.ndarray:
+    """The indices a VOC-layout mask (or an instance label file, `kind`) uses, once its mode and size are
+    checked."""
     mode = _check_sizes(mask, image)
     if mode not in _INDEX_MODES:
-        raise DataError(
-            f"The mask {str(mask)!r} is a {mode} image; index masks (classes or instances) are palette (P) or "
-            "greyscale (L) PNGs."
-        )
+        raise DataError(f"The mask {str(mask)!r} is a {mode} image; {kind} are palette (P) or greyscale (L) PNGs.")
     return np.unique(_read_mask(str(mask).encode(), False))
 
 

@@ -72,12 +72,9 @@ def crop_masks(dataset: tf.data.Dataset, size: tuple[int, int]) -> tf.data.Datas
     top, left = margins[0] // 2, margins[1] // 2
 
     def crop(images, masks, *weights):
-        return tuple(t[:, top : top + size[0], left : left + size[1]] for t in (masks, *weights))
+        return images, *(t[:, top : top + size[0], left : left + size[1]] for t in (masks, *weights))
 
-    def keep_images(images, *targets):
-        return images, *crop(*targets)
-
-    return dataset.map(keep_images)
+    return dataset.map(crop)
 
 
 def border_weighted(data: Data, *, w0: float = 10.0, sigma: float = 5.0, class_weights="balanced") -> Data:

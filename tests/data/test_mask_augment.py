@@ -1,5 +1,5 @@
-"""Segmentation augmentation: flips and scale-crops move a mask with its image, keep its class indices and fill
-the padding with the ignore label."""
+"""Segmentation augmentation: flips and scale-crops move a mask (and its per-pixel weights) with its image, keep
+its class indices and fill the padding with the ignore label."""
 
 from kapps.data import IGNORE_LABEL, segmentation_augment
 
@@ -58,6 +58,30 @@ def test_scale_crops_keep_each_region_under_its_colour(image_size):
         padded += np.any(mask == IGNORE_LABEL)
     assert 0 < padded < len(out_masks)
     assert checked > 12 * 40  # shrunk images leave padding, enlarged ones do not
+
+
+@pytest.mark.parametrize("image_size", [(24, 32), (18, 20)])
+def test_weights_are_sampled_at_the_masks_points(image_size):
+    """Each weight names its source pixel (1 + row x 32 + column): after flips and scale-crops every output pixel's
+    weight points at an input pixel holding its mask label, and the weights are 0 exactly on the padding."""
+    images, masks = batch(12)
+    source = (1 + np.arange(24 * 32, dtype=np.float32)).reshape(24, 32)
+    weights = np.repeat(source[None], 12, 0)
+    augment = segmentation_augment(image_size=image_size, seed=3, scale=(0.6, 1.6))
+    out_images, out_masks, out_weights = (t.numpy() for t in augment(images, masks, weights))
+    assert out_weights.dtype == np.float32 and out_weights.shape == (12, *image_size)
+    # the same draws with or without weights: the images and masks are those of the two-element call
+    again = segmentation_augment(image_size=image_size, seed=3, scale=(0.6, 1.6))(images, masks)
+    np.testing.assert_array_equal(again[1].numpy(), out_masks)
+    np.testing.assert_allclose(again[0].numpy(), out_images, atol=1e-6)
+    mirrored = 0
+    for mask, weight in zip(out_masks, out_weights, strict=True):
+        np.testing.assert_array_equal(weight == 0, mask == IGNORE_LABEL)
+        rows, cols = np.divmod(weight[weight > 0].astype(np.int64) - 1, 32)
+        np.testing.assert_array_equal(masks[0][rows, cols], mask[weight > 0])
+        middle = weight[len(weight) // 2]
+        mirrored += bool(middle[middle > 0][0] > middle[middle > 0][-1])  # the row runs right to left
+    assert 0 < mirrored < 12  # some images were flipped (their weights run right to left), some not
 
 
 def test_the_seed_fixes_the_draws():

@@ -1,8 +1,9 @@
 """Segmentation sources: the shapes scenes' semantic masks, VOC-layout and CVPPP-layout folders, the Oxford-IIIT Pet
-trimaps through tensorflow-datasets (mocked), and the errors of bad specs and folders."""
+trimaps through tensorflow-datasets (mocked), the errors of bad specs and folders, and the instance labels of
+`load_segmentation_instances`."""
 
 import kapps.data
-from kapps.data import load_detection, load_segmentation
+from kapps.data import load_detection, load_segmentation, load_segmentation_instances
 from kapps.data.segmentation_folder import VOC_CLASSES
 from kapps.errors import DataError
 
@@ -226,6 +227,87 @@ def test_folder_errors_name_the_file(voc_folder, tmp_path):
     assert error(f"folder:{cvppp}").endswith("has no foreground mask 'plant001_fg.png' beside it.")
     (tmp_path / "lonely" / "SegmentationClass").mkdir(parents=True)
     assert "has SegmentationClass/ but no JPEGImages/ or images/" in error(f"folder:{tmp_path / 'lonely'}")
+
+
+def test_shapes_instances_are_the_scenes_objects():
+    kwargs = {"image_size": (32, 48), "seed": 3, "sizes": (3, 1, 6), "max_objects": 4}
+    data = load_segmentation_instances("shapes", **kwargs)
+    plain = load_segmentation("shapes", **kwargs)
+    scenes = load_detection("shapes", masks=True, **kwargs)
+    assert data.class_names == plain.class_names and data.sizes == plain.sizes
+    triples = list(data.test.as_numpy_iterator())
+    for (image, mask, instances), (plain_image, plain_mask), (_, targets) in zip(
+        triples, _examples(plain.test), scenes.test.as_numpy_iterator(), strict=True
+    ):
+        np.testing.assert_array_equal(image, plain_image)
+        np.testing.assert_array_equal(mask, plain_mask)
+        assert instances.dtype == np.int32 and instances.shape == (32, 48)
+        # object k of the scene (row k of its masks) is k + 1, the background 0
+        expected = np.zeros((32, 48), np.int32)
+        for row in range(len(targets["masks"])):
+            expected[targets["masks"][row] > 0] = row + 1
+        np.testing.assert_array_equal(instances, expected)
+        # one class an object
+        for k in np.unique(instances[instances > 0]):
+            assert len(np.unique(mask[instances == k])) == 1
+    assert max(int(instances.max()) for _, _, instances in triples) >= 2
+
+
+def test_voc_folder_instances_come_from_segmentation_object(voc_folder):
+    objects = {i: np.random.default_rng(10 + i).integers(0, 4, (6, 8)) for i in range(6)}
+    for i, labels in objects.items():
+        labels[0, 0] = 255  # VOC's void band in the object PNGs too: no object of its own
+        _palette_png(voc_folder / "SegmentationObject" / f"im{i}.png", labels)
+    data = load_segmentation_instances(f"folder:{voc_folder}", image_size=(12, 24), seed=0, val_fraction=0.25)
+    assert data.sizes == {"train": 3, "val": 1, "test": 2}
+    for (_, mask, instances), i in zip(data.test.as_numpy_iterator(), (4, 5), strict=True):
+        expected = np.where(objects[i] == 255, 0, objects[i])
+        np.testing.assert_array_equal(instances, np.repeat(np.repeat(expected, 2, axis=0), 3, axis=1))
+        np.testing.assert_array_equal(mask, np.repeat(np.repeat(_mask(i), 2, axis=0), 3, axis=1))
+        assert instances.dtype == np.int32
+
+
+def test_cvppp_instances_are_the_label_pngs(tmp_path):
+    root = tmp_path / "A1"
+    root.mkdir()
+    for i in range(3):
+        _image(root / f"plant{i}_rgb.png", 6, 8, 50 * i)
+        leaves = np.zeros((6, 8), np.uint8)
+        leaves[1:3, 1:4], leaves[3:5, 4:7] = i + 1, i + 2  # two touching leaves
+        Image.fromarray(leaves, mode="L").save(root / f"plant{i}_label.png")
+        Image.fromarray((leaves > 0).astype(np.uint8) * 255).save(root / f"plant{i}_fg.png")
+    data = load_segmentation_instances(f"folder:{tmp_path}", image_size=(6, 8), seed=0)
+    examples = [*data.train.as_numpy_iterator(), *data.val.as_numpy_iterator(), *data.test.as_numpy_iterator()]
+    assert len(examples) == 3
+    for image, mask, instances in examples:
+        i = round(float(image[0, 0, 0]) * 255) // 50
+        assert set(np.unique(instances)) == {0, i + 1, i + 2}
+        np.testing.assert_array_equal(mask, instances > 0)
+
+
+def test_sources_without_instance_labels_are_refused(voc_folder, tmp_path):
+    def error(spec) -> str:
+        with pytest.raises(DataError) as caught:
+            load_segmentation_instances(spec, image_size=(6, 8))
+        _one_sentence(caught)
+        return str(caught.value)
+
+    assert error("tfds:oxford_iiit_pet").startswith("'tfds:oxford_iiit_pet' has no instance labels: its trimaps")
+    assert error(f"folder:{voc_folder}").endswith(
+        "has no instance labels: no SegmentationObject/ or instances/ beside SegmentationClass/."
+    )
+    for i in range(5):
+        _palette_png(voc_folder / "SegmentationObject" / f"im{i}.png", _mask(i))
+    assert error(f"folder:{voc_folder}").endswith(
+        f"im5.png' has no instance labels {str(voc_folder / 'SegmentationObject' / 'im5.png')!r}."
+    )
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(voc_folder / "SegmentationObject" / "im5.png")
+    assert "is a RGB image; instance labels are palette (P) or greyscale (L) PNGs" in error(f"folder:{voc_folder}")
+
+    cvppp = tmp_path / "cvppp"
+    _image(cvppp / "plant001_rgb.png", 6, 8, 0)
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(cvppp / "plant001_fg.png")
+    assert error(f"folder:{cvppp}").endswith("has no instance labels 'plant001_label.png' beside it.")
 
 
 def test_sources_are_listed():
