@@ -1,5 +1,5 @@
 """The segmentation recipe: each of the six models at a tiny budget in this process, the run folder exported and
-predicted with, the valid-padding U-Net's cropped masks, and the refusals."""
+predicted with, the valid-padding U-Net's cropped masks, U-Net's border-weighted loss, and the refusals."""
 
 import csv
 import json
@@ -7,7 +7,9 @@ import json
 import kapps.data
 import kapps.models
 from kapps.cli import main
+from kapps.losses import weighted_pixel_crossentropy
 from kapps.segmentation_metrics import confusion_matrix, segmentation_scores
+from kapps.train.segmentation import border_weighted, crop_masks
 
 import keras
 import numpy as np
@@ -52,6 +54,7 @@ def test_tiny_budget_writes_a_segmenter_run_folder(tmp_path, model_name):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "segmentation" and config["model"]["name"] == model_name
     assert config["model"]["kwargs"] == {"input_shape": [32, 32, 3], "num_classes": 5, **CPU_SIZES[model_name]}
+    assert config["border_weights"] is None  # the plain cross-entropy, as config.json says
     model = keras.saving.load_model(out / "model.keras", compile=False, safe_mode=True)
     assert model.output.shape == (None, 32, 32, 5)
     built = kapps.models.build(model_name, input_shape=(32, 32, 3), num_classes=5, **CPU_SIZES[model_name])
@@ -112,9 +115,56 @@ def test_valid_padding_unet_is_scored_on_the_centre_it_predicts(tmp_path):
     assert metrics["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
 
 
+@pytest.mark.parametrize(("padding", "image_size", "output_size"), [("same", 32, 32), ("valid", 188, 4)])
+def test_border_weights_are_the_loss_the_run_trains_on(tmp_path, padding, image_size, output_size):
+    """`--border-weights`: the logged loss of the run's one step is `weighted_pixel_crossentropy` of its first
+    batch, rebuilt here (the shapes scenes' instance maps through eq. 2 with w0 = 10, sigma = 5 and balanced w_c,
+    flipped and rescaled with their masks, cut to a valid-padding U-Net's centre) on the seeded initial model, and
+    not the unweighted loss, 1% or more away (100 times the tolerance); config.json says how the run was trained."""
+    out = tmp_path / "run"
+    size, scenes = (image_size, image_size), (8, 4, 4)
+    args = ["--image-size", image_size, "--scenes", "8,4,4", "--batch-size", "4", "--epochs", "1"]
+    args += ["--steps-per-epoch", "1", "--base-filters", "4", "--padding", padding, "--border-weights"]
+    result = invoke_recipe("segment", *args, "--out", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    config = json.loads((out / "config.json").read_text())
+    assert config["border_weights"] == {"w0": 10.0, "sigma": 5.0, "class_weights": "balanced"}
+    with (out / "history.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+
+    data = border_weighted(kapps.data.load_segmentation_instances("shapes", image_size=size, seed=0, sizes=scenes))
+    augment = kapps.data.segmentation_augment(image_size=size, seed=0)
+    train = kapps.data.splits(data, batch_size=4, seed=0, augment=augment).train
+    if output_size != image_size:
+        train = crop_masks(train, (output_size, output_size))
+    images, masks, weights = next(iter(train))
+    assert weights.shape == masks.shape == (4, output_size, output_size)
+    keras.utils.set_random_seed(0)  # as the engine seeds before building
+    model = kapps.models.build("unet", input_shape=(*size, 3), num_classes=5, base_filters=4, padding=padding)
+    scores = model(images, training=True)
+    expected = float(weighted_pixel_crossentropy(masks, scores, weights))
+    unweighted = float(weighted_pixel_crossentropy(masks, scores))
+    assert float(row["loss"]) == pytest.approx(expected, rel=1e-4)
+    assert abs(expected - unweighted) > 0.01 * unweighted
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--border-weights", "--border-w0", "0"], "error: --border-w0 must be a finite number above 0, not 0."),
+        (
+            ["--border-weights", "--border-sigma", "-2"],
+            "error: --border-sigma must be a finite number of pixels above 0, not -2.",
+        ),
+        (
+            ["--border-sigma", "3"],
+            "error: --border-sigma sets the border weights, which only --border-weights turns on.",
+        ),
+        (
+            ["--border-weights", "--data", "tfds:oxford_iiit_pet"],
+            "error: 'tfds:oxford_iiit_pet' has no instance labels: its trimaps mark one pet and its background, not "
+            "separate objects.",
+        ),
         (["--model", "fcn8s", "--width", "0"], "error: --width must be above 0 and at most 1, not 0.0."),
         (["--width", "0.5"], "error: --width is for the FCNs, SegNet and encoder_decoder; U-Net takes --base-filters."),
         (["--base-filters", "0"], "error: --base-filters must be a positive whole number, not 0."),
