@@ -90,7 +90,8 @@ def border_weighted(data: Data, *, w0: float = 10.0, sigma: float = 5.0, class_w
     distance transforms in NumPy) once, before batching, at the size the model sees, as the paper precomputes
     them per ground truth; the training pipeline caches them with the example. From there they travel as the
     third element of the example, Keras's `sample_weight`: flipped and rescaled with the mask
-    (`kapps.data.segmentation_augment`, nearest neighbour), cut with it (`crop_masks`), and applied per pixel by
+    (`kapps.data.segmentation_augment`, nearest neighbour; a rescaled example's border band is rescaled with its
+    objects, sigma with it), cut with it (`crop_masks`), and applied per pixel by
     `keras.Model.fit` to any per-pixel loss: with `SparseCategoricalCrossentropy(ignore_class=255)` the loss is
     `kapps.losses.weighted_pixel_crossentropy`, the weighted sum over the labelled pixels divided by their count,
     the ignored pixels weighing nothing whatever their weight. Nothing in them depends on the network, so any
