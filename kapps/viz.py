@@ -1,9 +1,9 @@
 """Drawing, below both training and prediction: training and error curves, boxes on images, detectors compared,
-as PNGs."""
+segmenters' masks, as PNGs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -188,18 +188,73 @@ def plot_segmentation(
         ignore_label: the label of unlabelled pixels in the true masks.
         title: figure title.
     """
-    from matplotlib.patches import Patch
+    rows = _segmentation_rows([model], dataset, count=count)
+    return _draw_segmentations(
+        rows, ["predicted mask"], path, class_names=class_names, ignore_label=ignore_label, title=title
+    )
 
+
+def plot_segmentation_comparison(
+    models: Mapping[str, object],
+    dataset,
+    path: Path,
+    *,
+    class_names: Sequence[str],
+    count: int = 4,
+    ignore_label: int = 255,
+    title: str = "",
+) -> Path:
+    """Draw several semantic segmenters' masks on the same images: one row an image, its columns the image, the
+    true mask, then each model's predicted mask under the model's name, in `plot_segmentation`'s colours and
+    legend; the FCN-32s / FCN-8s / U-Net comparison of Long et al. (2015) and Ronneberger et al. (2015).
+
+    A model whose masks are smaller than the true ones (a valid-padding U-Net beside same-size models) is shown
+    at its own size, centred where it lies, on a faded copy of the image inside a dashed frame, and its heading
+    says so: every mask keeps its pixels where the model put them, and none is stretched.
+
+    Args:
+        models: name -> model (images -> `(B, h, w, C)` per-pixel class scores), in the order of the columns.
+        dataset: batches of images and `(B, H, W)` masks of class indices, each model's masks at most `H x W`.
+        path: the PNG to write.
+        class_names: the name of each class id.
+        count: images to draw.
+        ignore_label: the label of unlabelled pixels in the true masks.
+        title: figure title.
+
+    Raises:
+        ValueError: `models` is empty, or a model's masks are larger than the true ones or off their centre by
+            half a pixel.
+    """
+    if not models:
+        raise ValueError("models must map at least one name to a segmenter. Received: models={}")
+    rows = _segmentation_rows(list(models.values()), dataset, count=count)
+    return _draw_segmentations(
+        rows, list(models), path, class_names=class_names, ignore_label=ignore_label, title=title
+    )
+
+
+def _segmentation_rows(models: Sequence, dataset, *, count: int) -> list[tuple[np.ndarray, np.ndarray, list]]:
+    """`(image, true mask, [each model's class map])` for the first `count` images of `dataset`; the image cut to
+    the centre the true mask covers."""
     rows = []
     for images, masks in dataset:
-        predicted = np.argmax(np.asarray(model(images, training=False)), axis=-1)
-        for image, truth, guess in zip(np.asarray(images), np.asarray(masks), predicted, strict=True):
+        predicted = [np.argmax(np.asarray(model(images, training=False)), axis=-1) for model in models]
+        for index, (image, truth) in enumerate(zip(np.asarray(images), np.asarray(masks), strict=True)):
             top, left = ((np.array(image.shape[:2]) - truth.shape) // 2).tolist()
-            rows.append((image[top : top + truth.shape[0], left : left + truth.shape[1]], truth, guess))
+            image = image[top : top + truth.shape[0], left : left + truth.shape[1]]
+            rows.append((image, truth, [guesses[index] for guesses in predicted]))
             if len(rows) == count:
-                break
-        if len(rows) == count:
-            break
+                return rows
+    return rows
+
+
+def _draw_segmentations(
+    rows, headings: Sequence[str], path: Path, *, class_names: Sequence[str], ignore_label: int, title: str
+) -> Path:
+    """The figure of `plot_segmentation` and `plot_segmentation_comparison`: one row of `rows` a row, the image
+    and true mask then one predicted mask a heading, and the legend of the classes below."""
+    from matplotlib.patches import Patch, Rectangle
+
     palette = np.array([(0.15, 0.15, 0.15), *(class_colour(c)[:3] for c in range(1, len(class_names)))], "float32")
 
     def colours(mask):
@@ -208,23 +263,49 @@ def plot_segmentation(
         drawn[known] = palette[mask[known]]
         return drawn
 
+    # each model's mask size against the true masks': where its masks lie inside theirs (None: the same size)
+    frame = rows[0][1].shape
+    places = []
+    for heading, guess in zip(headings, rows[0][2], strict=True):
+        margins = np.subtract(frame, guess.shape)
+        if min(margins) < 0 or any(margins % 2):
+            raise ValueError(
+                f"every model's masks must be the true masks' {frame[0]}x{frame[1]} or their centre. Received: "
+                f"{guess.shape[0]}x{guess.shape[1]} masks from {heading!r}"
+            )
+        places.append(None if not margins.any() else (margins // 2).tolist())
+    headings = [
+        heading if place is None else f"{heading}\n(its {guess.shape[0]}x{guess.shape[1]} centre)"
+        for heading, place, guess in zip(headings, places, rows[0][2], strict=True)
+    ]
+
     # one row an image, and a short last row across the columns for the legend
-    fig = plt.figure(figsize=(7.5, 2.5 * len(rows) + 0.6))
-    grid = fig.add_gridspec(len(rows) + 1, 3, height_ratios=[1] * len(rows) + [0.2])
-    axes = np.array([[fig.add_subplot(grid[row, column]) for column in range(3)] for row in range(len(rows))])
+    columns = 2 + len(headings)
+    fig = plt.figure(figsize=(2.5 * columns, 2.5 * len(rows) + 0.6))
+    grid = fig.add_gridspec(len(rows) + 1, columns, height_ratios=[1] * len(rows) + [0.2])
+    axes = np.array([[fig.add_subplot(grid[row, column]) for column in range(columns)] for row in range(len(rows))])
     legend = fig.add_subplot(grid[len(rows), :])
     legend.set_axis_off()
-    for (image, truth, guess), (left, middle, right) in zip(rows, axes, strict=True):
-        left.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
-        middle.imshow(colours(truth), interpolation="nearest")
-        right.imshow(colours(guess), interpolation="nearest")
+    for (image, truth, guesses), (image_ax, truth_ax, *mask_axes) in zip(rows, axes, strict=True):
+        image_ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+        truth_ax.imshow(colours(truth), interpolation="nearest")
+        for ax, guess, place in zip(mask_axes, guesses, places, strict=True):
+            if place is None:
+                ax.imshow(colours(guess), interpolation="nearest")
+                continue
+            # the image faded where the model says nothing, its mask on the centre it scores, framed
+            drawn = 0.35 * np.broadcast_to(image, (*image.shape[:2], 3)) + 0.65
+            (top, left), (height, width) = place, guess.shape
+            drawn[top : top + height, left : left + width] = colours(guess)
+            ax.imshow(drawn, interpolation="nearest")
+            ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor="black", ls="--"))
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, heading in zip(axes[0], ("image", "true mask", "predicted mask"), strict=True):
+    for ax, heading in zip(axes[0], ("image", "true mask", *headings), strict=True):
         ax.set_title(heading)
     handles = [Patch(facecolor=palette[c], label=name) for c, name in enumerate(class_names)]
     handles.append(Patch(facecolor="white", edgecolor="grey", label=f"ignored ({ignore_label})"))
-    legend.legend(handles=handles, loc="center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    legend.legend(handles=handles, loc="center", ncol=min(len(handles), max(6, 2 * columns)), fontsize=8, frameon=False)
     return _save(fig, path, title=title)
 
 
