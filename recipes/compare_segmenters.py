@@ -11,10 +11,12 @@ boundary F-score's tolerance), and writes into `--out`:
   mask, in the order the runs are given. The test split is rebuilt as the runs built it (`kapps.data.
   load_segmentation` with the source, image size, seed and scene counts of their config.json); a valid-padding
   U-Net's masks, smaller than the image, are drawn at their own size on the centre they score.
-- `comparison.md`: a row a run: parameters, test mean IoU, boundary F (the boundary F-score averaged over the
-  classes), outline F (the background class's boundary F-score: where objects meet the background, so how well
-  each object's outline is found whatever class it is given), pixel accuracy, milliseconds an image, epochs and
-  training time (the run's last session; a resumed run's earlier sessions are not in it).
+- `comparison.md`: a row a run: parameters, test mean IoU, boundary F (metrics.json's `boundary_f_score`, the
+  boundary F1 of Csurka et al. 2013: each image's mean over the classes in it, averaged over the images),
+  outline F (the background class's boundary F-score, `class_boundary_f_score` at "background": where objects
+  meet the background, so how well each object's outline is found whatever class it is given; "-" without a
+  background class), pixel accuracy, milliseconds an image, epochs and training time (the run's last session; a
+  resumed run's earlier sessions are not in it).
 
 The table's numbers are the runs' own metrics.json, measured by `recipes/segment.py` on the whole test split when
 each run ended: nothing is evaluated again here, so the table says what each run folder says (the milliseconds
@@ -148,6 +150,7 @@ def _fraction(value: float) -> str:
 def row(name: str, metrics: dict) -> list[str]:
     """The table's cells of one run, from its metrics.json."""
     names = metrics["class_names"]
+    # None also where no test image had a background, which the scores keep as None
     outline = metrics["class_boundary_f_score"][names.index("background")] if "background" in names else None
     minutes, seconds = divmod(round(metrics["train_seconds_this_session"]), 60)
     return [
@@ -204,8 +207,8 @@ def main(runs: tuple[str, ...], images: int, out: str) -> list[list[str]]:
     note = (
         f"Test scores of each run's metrics.json on {first['test examples']} test images of {first['data']} at "
         f"{first['image size']} (seed {first['seed']}): boundary F is the boundary F-score at "
-        f"{first['boundary tolerance']} averaged over the classes, outline F the background's (where objects meet "
-        "the background), training time the run's last session."
+        f"{first['boundary tolerance']} (each image's mean over its classes, averaged over the images), outline F "
+        "the background class's (where objects meet the background), training time the run's last session."
     )
     table = "\n".join(lines) + "\n\n" + note + "\n"
 
