@@ -53,7 +53,15 @@ def check_hourglass_options(*, image_size: int, architecture: dict, sigma: float
 
 
 def fit_hourglass(
-    opts: TrainOptions, data, *, architecture: dict, sigma: float, peaks: dict, monitor: str, every: int = 1
+    opts: TrainOptions,
+    data,
+    *,
+    architecture: dict,
+    sigma: float,
+    peaks: dict,
+    monitor: str,
+    every: int = 1,
+    more_scores: Callable[[dict], dict] | None = None,
 ) -> Run:
     """Train a stacked hourglass on a point `data` through the engine and keep its point detector.
 
@@ -71,6 +79,8 @@ def fit_hourglass(
         peaks: `hourglass_detector` keywords.
         monitor: `val_pck`, `val_f1`, `val_precision`, `val_recall` (higher is better) or `val_loss`.
         every: epochs between the validation point scores.
+        more_scores: turns the test scores into more JSON-ready entries for metrics.json (a recipe's own
+            reading of them, such as counts by name).
 
     Returns:
         The engine's `Run`, its model the point detector.
@@ -87,6 +97,9 @@ def fit_hourglass(
     def detector(model: keras.Model) -> keras.Model:
         return hourglass_detector(model, **peaks)
 
+    def _with_more(scores: dict) -> dict:
+        return {**scores, **more_scores(scores)} if more_scores else scores
+
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
     return fit(
@@ -101,7 +114,7 @@ def fit_hourglass(
         mode="min" if monitor == "val_loss" else "max",
         callbacks=[PointMetrics(splits.val, class_names=data.class_names, inference_model=detector, every=every)],
         export_model=detector,
-        evaluate_test=lambda model: evaluate_points(model, splits.test, class_names=data.class_names),
+        evaluate_test=lambda model: _with_more(evaluate_points(model, splits.test, class_names=data.class_names)),
         config=run_config("stacked_hourglass", kwargs=model_kwargs, data=data, sigma=sigma, peaks=peaks),
     )
 
