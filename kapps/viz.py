@@ -142,7 +142,8 @@ def plot_points(
             true_xy = truth["points"][truth["types"] == t]
             found_xy = predicted["points"][predicted["types"] == t]
             ax.scatter(*true_xy.T, s=30, facecolors="none", edgecolors=[colour], linewidths=1.0)
-            ax.scatter(*found_xy.T, s=6, color=[colour], label=f"{name} {len(found_xy)}/{len(true_xy)}")
+            label = f"{name} {len(found_xy)}/{len(true_xy)}"
+            ax.scatter(*found_xy.T, s=8, color=[colour], edgecolors="white", linewidths=0.3, label=label)
         ax.legend(loc="upper right", fontsize=6, framealpha=0.6, handletextpad=0.2, borderpad=0.3)
     return _save(fig, path, title=title or "detected points (dots) and true points (circles): found/true a type")
 

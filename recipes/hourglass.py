@@ -14,6 +14,11 @@ image's longer side (9.6 px at 192; paired one-to-one); precision, recall and F1
 type; counting per type (share of images counted exactly, mean absolute count error). `--stacks 1` is the
 comparison of the paper's Table 2, one stack against two at the same budget.
 
+Not yet measured to its end: a default run (seed 0, at low priority on two cores shared with other trainings)
+had, after 3 of its 10 epochs (about 3.3 CPU-minutes an epoch), a validation PCK@0.05 of 0.037 and a loss of
+0.0115: the heatmaps were still near zero everywhere, below the 0.3 peak threshold. Whether the defaults reach
+PCK@0.05 >= 0.9, and whether 2 stacks beat 1, is open.
+
     python recipes/hourglass.py                          # shapes, writes saved_models/hourglass/
     python recipes/hourglass.py --stacks 1 --out saved_models/hourglass_1stack
     kapps export saved_models/hourglass --format tflite  # points, scores, num_points

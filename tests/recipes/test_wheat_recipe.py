@@ -73,7 +73,7 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
     [
         (["--images", "5,5"], "error: --images takes three positive counts such as 600,100,200, not '5,5'."),
         (["--data", "shapes", "--images", "5,5,5"], "error: --images sets the size of the wheat source, not of"),
-        (["--depth", "6"], "error: These options do not make a stacked hourglass: input_shape's height and width"),
+        (["--depth", "8"], "error: These options do not make a stacked hourglass: input_shape's height and width"),
         (["--features", "30"], "error: These options do not make a stacked hourglass: features must be a positive"),
         (["--max-points", "0"], "error: --max-points must be from 1 to the 16384 heatmap pixels, not 0."),
     ],
