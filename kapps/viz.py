@@ -215,6 +215,66 @@ def plot_detections(
     return _save(fig, path, title=title or f"predicted {shown} (solid) and true boxes (dashed)")
 
 
+def plot_segmentation(
+    model, dataset, path: Path, *, class_names: Sequence[str], count: int = 6, ignore_label: int = 255, title: str = ""
+) -> Path:
+    """Draw a semantic segmenter's masks beside the true ones for the first `count` images of a batched
+    `(images, masks)` dataset: one row an image, its columns the image, the true mask and the predicted mask
+    (each pixel's best-scored class), one colour a class (`class_colour`; background dark grey, ignored pixels
+    white), and a legend of the classes.
+
+    A model whose masks are smaller than its images (a valid-padding U-Net) is shown on the centre of each image
+    that its masks cover.
+
+    Args:
+        model: images -> `(B, h, w, C)` per-pixel class scores.
+        dataset: batches of images and `(B, h, w)` masks of class indices.
+        path: the PNG to write.
+        class_names: the name of each class id.
+        count: images to draw.
+        ignore_label: the label of unlabelled pixels in the true masks.
+        title: figure title.
+    """
+    from matplotlib.patches import Patch
+
+    rows = []
+    for images, masks in dataset:
+        predicted = np.argmax(np.asarray(model(images, training=False)), axis=-1)
+        for image, truth, guess in zip(np.asarray(images), np.asarray(masks), predicted, strict=True):
+            top, left = ((np.array(image.shape[:2]) - truth.shape) // 2).tolist()
+            rows.append((image[top : top + truth.shape[0], left : left + truth.shape[1]], truth, guess))
+            if len(rows) == count:
+                break
+        if len(rows) == count:
+            break
+    palette = np.array([(0.15, 0.15, 0.15), *(class_colour(c)[:3] for c in range(1, len(class_names)))], "float32")
+
+    def colours(mask):
+        known = (mask >= 0) & (mask < len(palette))
+        drawn = np.ones((*mask.shape, 3), "float32")  # ignored (or unknown) pixels white
+        drawn[known] = palette[mask[known]]
+        return drawn
+
+    # one row an image, and a short last row across the columns for the legend
+    fig = plt.figure(figsize=(7.5, 2.5 * len(rows) + 0.6))
+    grid = fig.add_gridspec(len(rows) + 1, 3, height_ratios=[1] * len(rows) + [0.2])
+    axes = np.array([[fig.add_subplot(grid[row, column]) for column in range(3)] for row in range(len(rows))])
+    legend = fig.add_subplot(grid[len(rows), :])
+    legend.set_axis_off()
+    for (image, truth, guess), (left, middle, right) in zip(rows, axes, strict=True):
+        left.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+        middle.imshow(colours(truth), interpolation="nearest")
+        right.imshow(colours(guess), interpolation="nearest")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, heading in zip(axes[0], ("image", "true mask", "predicted mask"), strict=True):
+        ax.set_title(heading)
+    handles = [Patch(facecolor=palette[c], label=name) for c, name in enumerate(class_names)]
+    handles.append(Patch(facecolor="white", edgecolor="grey", label=f"ignored ({ignore_label})"))
+    legend.legend(handles=handles, loc="center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    return _save(fig, path, title=title)
+
+
 def draw_box(ax, box, *, colour, label: str | None = None, dashed: bool = False, fontsize: float = 7) -> None:
     """Draw one pixel box `[x1, y1, x2, y2]` on a matplotlib image axis, with an optional label above it."""
     x1, y1, x2, y2 = (float(v) for v in box)

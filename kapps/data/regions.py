@@ -25,7 +25,7 @@ def scene_arrays(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.nda
     """
     images, boxes, classes = [], [], []
     for batch, targets in split.batch(256).as_numpy_iterator():
-        images.append(np.clip(np.round(batch * 255.0), 0, 255).astype(np.uint8))
+        images.append(to_uint8(batch))
         boxes.append(targets["boxes"])
         classes.append(targets["classes"])
     if not images:

@@ -4,6 +4,7 @@
 """
 
 from kapps.export.exporter import REPORT_FILE, export, plan
+from kapps.export.recurrent import recurrent_loops, unrolled_twin
 from kapps.export.runtimes import RUNNERS, keras_runner, onnx_runner, saved_model_runner, tflite_runner
 from kapps.export.source import Source, load_source
 from kapps.formats import FORMATS, QUANTIZATIONS
@@ -19,6 +20,8 @@ __all__ = [
     "load_source",
     "onnx_runner",
     "plan",
+    "recurrent_loops",
     "saved_model_runner",
     "tflite_runner",
+    "unrolled_twin",
 ]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kapps.errors import ExportError
 from kapps.export import writers
+from kapps.export.recurrent import unrolled_twin
 from kapps.export.runtimes import RUNNERS, Runner, keras_runner
 from kapps.export.source import Source, load_source
 from kapps.files import check_output_folder
@@ -104,8 +105,9 @@ def export(
         The report also written to `<out>/export_report.json`.
 
     Raises:
-        ExportError: bad options, an unwritable output folder, or an artifact that failed verification. Nothing is
-            left in `out` by a failed export.
+        ExportError: bad options, an unwritable output folder, a TFLite file asked of a recurrent loop over a
+            free number of steps, or an artifact that failed verification. Nothing is left in `out` by a failed
+            export.
         ModelError: the model cannot be loaded, nothing says its task, its task has no output kind to compare its
             artifacts with, or its outputs do not fit its kind.
     """
@@ -117,6 +119,9 @@ def export(
     kind = source.kind
     if quantize in kind.unsupported_quantizations:
         raise ExportError(kind.unsupported_quantizations[quantize])
+    # What the converters read: the same weights with any recurrent loop unrolled (see kapps.export.recurrent);
+    # every artifact is still compared with the model as trained.
+    graph = unrolled_twin(source.model, tflite=any(a.format == "tflite" for a in artifacts))
     if quantize == "int8" and source.data is None:
         raise ExportError(
             "int8 quantization needs calibration data: export a run folder, or name a source with --data."
@@ -159,7 +164,7 @@ def export(
     try:
         saved_model = tmp / "saved_model"
         if any(a.format in ("saved_model", "tflite") for a in artifacts):
-            writers.write_saved_model(source.model, saved_model)
+            writers.write_saved_model(graph, saved_model)
             stage.done("wrote the SavedModel")
         for artifact in artifacts:
             target = tmp / artifact.path
@@ -167,7 +172,7 @@ def export(
                 writers.write_tflite(saved_model, target, quantize=artifact.quantization, calibration=calibration)
                 stage.done(f"converted {artifact.path} (TFLite, quantization {artifact.quantization})")
             elif artifact.format == "onnx":
-                writers.write_onnx(source.model, target, opset=opset)
+                writers.write_onnx(graph, target, opset=opset)
                 stage.done(f"converted {artifact.path} (ONNX, opset {opset})")
             entry = _verify(artifact, target, inputs, expected, latency_runs, kind=kind, model=source.model)
             report["artifacts"].append(entry)

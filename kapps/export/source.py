@@ -26,7 +26,8 @@ class Source:
         name: the run's name (the folder's, or the file's stem), the default export folder's name.
         model: the Keras model, loaded with `safe_mode=True`.
         config: the run's config.json, or `{}` for a bare `.keras` file.
-        data: `(split, limit) -> images` for the run's own data, or None when there is none.
+        data: `(split, limit) -> images` for the run's own data (or the inputs the kind makes, for a kind with
+            `own_inputs`: a generator's noise), or None when there is none.
         data_description: where the inputs come from, for the report.
         trained_policy: the dtype policy the model was saved with; exports compute in float32.
         task: the model's task: the run's config.json's, else the registry's task of the model's name.
@@ -134,6 +135,11 @@ def load_source(path, *, data: str | None = None, data_dir: str | None = None) -
         class_names,
         convention,
     )
+    if kind.own_inputs is not None:  # a generator: noise in, whatever data it trained on
+        shape = model.input_shape[1:]
+        source.data = lambda split, limit: kind.inputs(shape, limit, split=split)
+        source.data_description = kind.own_inputs
+        return source
     spec = data or config.get("data", {}).get("spec")
     if spec is None:
         return source
@@ -183,13 +189,17 @@ def float32_twin(model: keras.Model) -> keras.Model:
 
 def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_dir: str | None, preprocessing: str):
     """`(split, limit) -> images` of the source `spec` loaded as the kind's data, sized for the model and in its
-    input convention `preprocessing`."""
+    input convention `preprocessing`. A model of `(steps, features)` inputs reads the images row by row, as
+    `kapps.data.digit_rows` gives them: a grey source's images of `steps` rows of `features` pixels."""
     shape = model.input_shape[1:]
     if None in shape[:2]:
         raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
+    rows = len(shape) == 2
     loaded = kind.load_data(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
     channels = loaded.input_shape[-1] if getattr(loaded, "input_shape", None) else shape[-1]
-    if channels != shape[-1]:
+    if rows and channels != 1:
+        raise DataError(f"The data {spec!r} has {channels} channels; a model that reads rows of pixels takes grey.")
+    if not rows and channels != shape[-1]:
         raise DataError(f"The data {spec!r} has {channels} channels but the model takes {shape[-1]}.")
     splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
 
@@ -197,6 +207,7 @@ def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_d
         images = [image for image, _ in splits[split].take(limit).batch(256).as_numpy_iterator()]
         if not images:
             raise DataError(f"The {split} split of {spec!r} is empty.")
-        return preprocess(np.concatenate(images), preprocessing)
+        images = np.concatenate(images)
+        return preprocess(images.reshape(len(images), *shape) if rows else images, preprocessing)
 
     return read

@@ -38,11 +38,23 @@ class Kind(abc.ABC):
         task: the registry task (`kapps.registry.TASKS`) whose models have this kind of output.
         legend: what the export table's "agree" column counts for this kind, e.g. "same top-1 class".
         unsupported_quantizations: quantization -> the one sentence that refuses it for this kind.
+        own_inputs: for a kind whose models take no images (a generator takes noise), its inputs in words, and
+            `inputs` makes them; None (the default) for models that take the data's images.
     """
 
     task: ClassVar[str]
     legend: ClassVar[str]
     unsupported_quantizations: ClassVar[Mapping[str, str]] = {}
+    own_inputs: ClassVar[str | None] = None
+
+    def inputs(self, input_shape: tuple, count: int, *, split: str) -> np.ndarray:
+        """`count` inputs of `input_shape` (no batch axis) for `split` (`"train"`, `"val"` or `"test"`), the same at
+        every call: what exports are verified and calibrated on, for a kind with `own_inputs`.
+
+        Raises:
+            TypeError: the kind's models take the data's images (`own_inputs` is None).
+        """
+        raise TypeError(f"The {self.task!r} kind's models take the data's images; it makes no inputs of its own.")
 
     @abc.abstractmethod
     def check(self, shapes: Mapping[str, tuple], *, what: str) -> None:

@@ -6,7 +6,7 @@
 >>> features = kapps.models.backbone("resnet50", input_shape=(None, None, 3))  # {"C1": ..., "C5": ...}
 """
 
-from kapps.models import detection, inception, keypoints, lenet, resnet, segmentation, vgg
+from kapps.models import detection, generative, inception, keypoints, lenet, recurrent, resnet, segmentation, vgg
 from kapps.models._common import batch_norm_layers, set_bn_momentum
 from kapps.models.backbones import (
     backbone,
@@ -28,9 +28,11 @@ from kapps.models.detection import (
     mask_rcnn,
     yolo_v1,
 )
+from kapps.models.generative import GAN, dcgan_discriminator, dcgan_generator
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.keypoints import hourglass_detector, stacked_hourglass
 from kapps.models.lenet import lenet5
+from kapps.models.recurrent import cell_pair, gru_classifier, lstm_classifier, rnn_classifier
 from kapps.models.resnet import (
     plain20,
     plain32,
@@ -65,6 +67,7 @@ from kapps.registry import TASKS, FeatureMap, ModelInfo, build, count_params, in
 
 __all__ = [
     "FastRCNNTrainer",
+    "GAN",
     "FasterRCNNTrainer",
     "MaskRCNNTrainer",
     "FeatureMap",
@@ -73,10 +76,13 @@ __all__ = [
     "backbone",
     "batch_norm_layers",
     "build",
+    "cell_pair",
     "copy_weights",
     "count_params",
     "darknet24",
     "darknet_small",
+    "dcgan_discriminator",
+    "dcgan_generator",
     "detection",
     "encoder_decoder",
     "fast_rcnn",
@@ -85,7 +91,9 @@ __all__ = [
     "fcn16s",
     "fcn32s",
     "feature_maps",
+    "generative",
     "googlenet",
+    "gru_classifier",
     "googlenet_main_output",
     "googlenet_paper",
     "hourglass_detector",
@@ -97,13 +105,16 @@ __all__ = [
     "lenet5",
     "mask_rcnn",
     "list_backbones",
+    "lstm_classifier",
     "list_models",
     "load_backbone_weights",
     "plain20",
     "plain32",
     "plain44",
     "plain56",
+    "recurrent",
     "resnet",
+    "rnn_classifier",
     "resnet10_narrow",
     "resnet101",
     "resnet110",

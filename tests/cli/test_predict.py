@@ -225,7 +225,7 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, lenet_export,
     for folder, task in (
         ("regressor_run", "classification"),
         ("segmenter_run", "segmentation"),
-        ("generator_run", "generative"),
+        ("recurrent_run", "recurrent"),
     ):
         (tmp_path / folder).mkdir()
         regressor.save(tmp_path / folder / "model.keras")
@@ -244,7 +244,7 @@ def test_error_cases_are_one_sentence_and_write_nothing(lenet_run, lenet_export,
         ((tmp_path / "lone.tflite", image), "there is no export_report.json beside it that names it"),
         ((tmp_path / "regressor_run", image), "is not a classifier: its outputs are value (1, 1)"),
         ((tmp_path / "segmenter_run", image), "is not a semantic segmenter: its outputs are value (1, 1)"),
-        ((tmp_path / "generator_run", image), "The task 'generative' has no output kind in kapps yet"),
+        ((tmp_path / "recurrent_run", image), "The task 'recurrent' has no output kind in kapps yet"),
     ]
     for args, message in cases:
         line = error_line(invoke("predict", *args, "--out", tmp_path / "out"))

@@ -283,16 +283,16 @@ def save_run(model, folder, task):
 
 @pytest.mark.parametrize(("formats", "quantize"), [("tflite", "dynamic"), ("all", "none")])
 def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, empty_cwd, formats, quantize):
-    # an image out (B, H, W, 3), as a GAN's generator makes: nothing in kapps can compare it yet
+    # a map out (B, H, W, 3), recorded as a recurrent model's: nothing in kapps can compare those yet
     image = keras.Input((16, 16, 3))
-    fake = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="fake")(image)
-    run = save_run(keras.Model(image, fake, name="tiny_generator"), tmp_path / "run", "generative")
+    out = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="out")(image)
+    run = save_run(keras.Model(image, out, name="tiny_recurrent"), tmp_path / "run", "recurrent")
     with pytest.raises(ModelError) as caught:
         kapps.export.export(run, formats=formats, quantize=quantize, latency_runs=2)
     assert str(caught.value) == (
-        "The task 'generative' has no output kind in kapps yet, so its outputs can be neither verified after export "
+        "The task 'recurrent' has no output kind in kapps yet, so its outputs can be neither verified after export "
         "nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
-        "segmentation and heatmap."
+        "segmentation, heatmap and generative."
     )
     assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 

@@ -257,10 +257,12 @@ class FastRCNNTrainer(keras.Model):
     def train_step(self, data):
         images, targets = data[0], data[1]  # (x, y) from a dataset, (x, y, None) from train_on_batch
         seed = tf.cast(self.sampling_seed.next(), tf.int64)
+        # Each replica's loss is its share of the global batch's: a distribution strategy sums the replicas' gradients.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms = self.losses_of(images, targets, seed=seed, training=True)
             # under mixed_float16, compile() made the optimizer a LossScaleOptimizer, which unscales in apply()
-            scaled = self.optimizer.scale_loss(terms["loss"])
+            scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update(terms)

@@ -1,0 +1,180 @@
+"""A generative adversarial network trained with `fit` (Goodfellow et al., "Generative Adversarial Nets", NIPS 2014),
+in the form DCGAN trains it (Radford et al. 2015: Adam at 2e-4 with beta1 0.5 for both networks)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+LEARNING_RATE = 2e-4
+BETA_1 = 0.5
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
+REPLICA_SEED_STEP = 1_000_003  # apart the replicas' noise seeds
+
+
+def adam(name: str) -> keras.optimizers.Optimizer:
+    """DCGAN's optimizer (Radford et al. 2015, sec. 4): Adam, learning rate 2e-4, beta1 0.5."""
+    return keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1, name=name)
+
+
+def _bce(labels_are_real: bool, logits):
+    """Mean binary cross-entropy of logits against all-real (1) or all-fake (0) labels, in float32."""
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.ones_like(logits) if labels_are_real else tf.zeros_like(logits)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class GAN(keras.Model):
+    """A generator and a discriminator trained against each other by `fit`, one step of each per batch.
+
+    A training step draws noise from the model's own seed generator, then
+
+    - updates the discriminator on the batch of real images and one of generated images, the sum of the binary
+      cross-entropies (from logits) of "real" on the real ones and "fake" on the generated ones, each batch through
+      the discriminator on its own, as the DCGAN authors' code does (so batch norm sees one kind at a time);
+    - updates the generator on fresh noise with the non-saturating loss, the cross-entropy of "real" on its
+      images (Goodfellow et al. 2014, sec. 3: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))).
+
+    The metrics are `d_loss`, `g_loss`, and `d_real` and `d_fake`, the discriminator's mean probability that the
+    real and the generated images are real (both near 0.5 at the game's equilibrium). `test_step` measures them
+    without training, on noise from a fixed seed. Calling the model runs the generator: noise in, images out.
+
+    A batch is images, or `(images, anything)` (labels are ignored). Losses are divided by the strategy's replicas,
+    as Keras's own losses are, since the optimizers sum the replicas' gradients. Under `mixed_float16`, `compile`
+    wraps each optimizer in a `LossScaleOptimizer`, which `scale_loss` and `apply` use; the networks' outputs are
+    float32 (the DCGAN builders make them so), and so are the losses.
+
+    Args:
+        generator: noise `(B, latent_dim)` -> images.
+        discriminator: images -> `(B, 1)` logits.
+        seed: the seed of the noise the training step draws.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, seed: int = 0, **kwargs):
+        kwargs.setdefault("name", "gan")
+        super().__init__(**kwargs)
+        if tuple(generator.output_shape[1:]) != tuple(discriminator.input_shape[1:]):
+            raise ValueError(
+                f"generator's images {tuple(generator.output_shape[1:])} must be the discriminator's input "
+                f"{tuple(discriminator.input_shape[1:])}. Received: generator={generator.name!r}, "
+                f"discriminator={discriminator.name!r}"
+            )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(generator.input_shape[-1])
+        self.seed = int(seed)
+        self.noise_seed = keras.random.SeedGenerator(self.seed, name="noise_seed")
+        self.trackers = {key: keras.metrics.Mean(name=key) for key in METRICS}
+        self.built = True  # every weight is the two networks', built with them
+
+    def call(self, noise, training=False):
+        return self.generator(noise, training=training)
+
+    def compile(
+        self,
+        *,
+        d_optimizer: keras.optimizers.Optimizer | None = None,
+        g_optimizer: keras.optimizers.Optimizer | None = None,
+        **kwargs,
+    ):
+        """Set and build the two optimizers (DCGAN's Adam by default), so that a resumed run restores their state.
+
+        Args:
+            d_optimizer: the discriminator's optimizer.
+            g_optimizer: the generator's optimizer.
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`, `steps_per_execution`...); no loss.
+        """
+        if "loss" in kwargs or "optimizer" in kwargs:
+            raise ValueError(
+                "a GAN compiles with d_optimizer and g_optimizer, and computes its own losses. "
+                f"Received: {sorted(k for k in kwargs if k in ('loss', 'optimizer'))}"
+            )
+        super().compile(optimizer=None, **kwargs)
+        self.d_optimizer = self._scaled(d_optimizer or adam("d_adam"))
+        self.g_optimizer = self._scaled(g_optimizer or adam("g_adam"))
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def _scaled(self, optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+        """The optimizer, wrapped for dynamic loss scaling when the networks compute in float16."""
+        float16 = self.generator.dtype_policy.compute_dtype == "float16"
+        if float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return keras.optimizers.LossScaleOptimizer(optimizer, name=f"{optimizer.name}_loss_scale")
+        return optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def noise(self, batch_size, *, seed=None):
+        """`(batch_size, latent_dim)` standard normal noise: from the model's seed generator, each replica of a
+        distribution strategy drawing its own, or from the integer `seed`."""
+        if seed is not None:
+            return keras.random.normal((batch_size, self.latent_dim), seed=seed)
+        context = tf.distribute.get_replica_context()  # None in a strategy's cross-replica context
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        seed = tf.cast(self.noise_seed.next(), tf.int64) + tf.stack([REPLICA_SEED_STEP * tf.cast(replica, tf.int64), 0])
+        return tf.random.stateless_normal((batch_size, self.latent_dim), seed=seed)
+
+    def train_step(self, data):
+        real = _images(data)
+        batch = tf.shape(real)[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(self.noise(batch), training=True)
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            d_loss = _bce(True, real_logits) + _bce(False, fake_logits)
+            scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
+
+        with tf.GradientTape() as tape:
+            logits = self.discriminator(self.generator(self.noise(batch), training=True), training=True)
+            g_loss = _bce(True, logits)
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return self._update(d_loss, g_loss, real_logits, fake_logits)
+
+    def test_step(self, data):
+        real = _images(data)
+        fake = self.generator(self.noise(tf.shape(real)[0], seed=self.seed + 1), training=False)
+        real_logits = self.discriminator(real, training=False)
+        fake_logits = self.discriminator(fake, training=False)
+        d_loss = _bce(True, real_logits) + _bce(False, fake_logits)
+        return self._update(d_loss, _bce(True, fake_logits), real_logits, fake_logits)
+
+    def _update(self, d_loss, g_loss, real_logits, fake_logits) -> dict:
+        values = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
+            "d_fake": tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))),
+        }
+        for key, value in values.items():
+            self.trackers[key].update_state(value)
+        return {key: tracker.result() for key, tracker in self.trackers.items()}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _images(data):
+    """The images of a batch: the batch itself, or its first element (`(x, y)` from a dataset, `(x, None, None)`
+    from `train_on_batch`)."""
+    return data[0] if isinstance(data, (tuple, list)) else data
