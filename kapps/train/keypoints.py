@@ -27,7 +27,9 @@ import tensorflow as tf
 LOGGED = {"pck": "pck@0.05", "f1": "f1", "precision": "precision", "recall": "recall"}
 
 
-def check_hourglass_options(*, image_size: int, architecture: dict, sigma: float, peaks: dict) -> None:
+def check_hourglass_options(
+    *, image_size: int, architecture: dict, sigma: float, peaks: dict, foreground_weight: float = 0.0
+) -> None:
     """Refuse, in one sentence each, recipe options that make no stacked hourglass or no point detector.
 
     Args:
@@ -35,12 +37,15 @@ def check_hourglass_options(*, image_size: int, architecture: dict, sigma: float
         architecture: `stacked_hourglass` keywords (`num_stacks`, `features`, `depth`...).
         sigma: the targets' Gaussian sigma, output pixels.
         peaks: `hourglass_detector` keywords (`max_points`, `score_threshold`).
+        foreground_weight: the loss's weight of the pixels under the Gaussians.
 
     Raises:
         OptionError: a value out of range, or options the builder refuses (its sentence quoted).
     """
     if not sigma > 0:
         raise OptionError(f"--sigma must be positive, not {sigma}.")
+    if not foreground_weight >= 0:
+        raise OptionError(f"--foreground-weight must be at least 0, not {foreground_weight}.")
     if not 0 <= peaks["score_threshold"] < 1:
         raise OptionError(f"--score-threshold must be at least 0 and below 1, not {peaks['score_threshold']}.")
     cells = (image_size // 4) ** 2
@@ -60,13 +65,15 @@ def fit_hourglass(
     sigma: float,
     peaks: dict,
     monitor: str,
+    foreground_weight: float = 0.0,
     every: int = 1,
     more_scores: Callable[[dict], dict] | None = None,
 ) -> Run:
     """Train a stacked hourglass on a point `data` through the engine and keep its point detector.
 
     The loss is the MSE of every stack's heatmaps against Gaussian targets (intermediate supervision, Newell et
-    al. 2016); Adam warms up to `opts.lr` and decays along a cosine; `PointMetrics` scores the validation split
+    al. 2016), its pixels under the Gaussians weighed `1 + foreground_weight * target`; Adam warms up to
+    `opts.lr` and decays along a cosine; `PointMetrics` scores the validation split
     through the detector each `every` epochs and `monitor` (one of its keys, or `val_loss`) picks the kept epoch.
     `model.keras` is `hourglass_detector(best, **peaks)`, and metrics.json holds `evaluate_points` on the test
     split.
@@ -77,6 +84,7 @@ def fit_hourglass(
         architecture: `stacked_hourglass` keywords beside the input shape and the point types.
         sigma: the targets' Gaussian sigma, output pixels.
         peaks: `hourglass_detector` keywords.
+        foreground_weight: `kapps.losses.heatmap_mse`'s weight of the pixels under the Gaussians (0: plain MSE).
         monitor: `val_pck`, `val_f1`, `val_precision`, `val_recall` (higher is better) or `val_loss`.
         every: epochs between the validation point scores.
         more_scores: turns the test scores into more JSON-ready entries for metrics.json (a recipe's own
@@ -108,14 +116,21 @@ def fit_hourglass(
         train=splits.train,
         train_steps=steps,
         val=with_heatmaps(splits.val, num_types=num_types, size=output_size, sigma=sigma),
-        loss=HeatmapLoss(),
+        loss=HeatmapLoss(foreground_weight=foreground_weight),
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor=monitor,
         mode="min" if monitor == "val_loss" else "max",
         callbacks=[PointMetrics(splits.val, class_names=data.class_names, inference_model=detector, every=every)],
         export_model=detector,
         evaluate_test=lambda model: _with_more(evaluate_points(model, splits.test, class_names=data.class_names)),
-        config=run_config("stacked_hourglass", kwargs=model_kwargs, data=data, sigma=sigma, peaks=peaks),
+        config=run_config(
+            "stacked_hourglass",
+            kwargs=model_kwargs,
+            data=data,
+            sigma=sigma,
+            peaks=peaks,
+            foreground_weight=foreground_weight,
+        ),
     )
 
 

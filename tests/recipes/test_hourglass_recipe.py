@@ -18,9 +18,9 @@ TINY = ["--image-size", "64", "--features", "16", "--depth", "2", "--scenes", "4
 
 def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
     """Two epochs of 3 steps on 64-pixel scenes with a 16-feature, depth-2 hourglass. The loss must fall by more
-    than a fifth from the first epoch to the second (measured: 0.809 then 0.611, seed 0; planted, at --lr 1e-12,
-    0.915 then 0.906), the test scores must be of the 16 test scenes and count every true point of them, and the
-    run folder must export and predict as a heatmap run."""
+    than a tenth from the first epoch to the second (measured with the defaults' foreground weight 10: 3.146 then
+    2.539, seed 0; planted, at --lr 1e-12, 3.407 then 3.324), the test scores must be of the 16 test scenes and
+    count every true point of them, and the run folder must export and predict as a heatmap run."""
     out = tmp_path / "run"
     result = invoke_recipe("hourglass", *TINY, "--epochs", "2", "--steps-per-epoch", "3", "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
@@ -41,7 +41,7 @@ def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
         rows = list(csv.DictReader(f))
     assert {"loss", "val_loss", "val_pck", "val_f1", "val_precision", "val_recall"} <= set(rows[0])
     losses = [float(row["loss"]) for row in rows]
-    assert len(losses) == 2 and losses[1] < 0.8 * losses[0], losses
+    assert len(losses) == 2 and losses[1] < 0.9 * losses[0], losses
 
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "heatmap" and config["data"]["class_names"] == ["centre", "corner"]
