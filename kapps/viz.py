@@ -101,6 +101,53 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
 
+def plot_points(
+    detector, dataset, path: Path, *, class_names: Sequence[str], count: int = 9, columns: int = 3, title: str = ""
+) -> Path:
+    """Draw a point detector's points (filled dots) and the true points (open circles) on the first `count` images
+    of a batched `(images, {"points", "types"})` dataset, in a grid of `columns`, one colour a point type.
+
+    Args:
+        detector: a model from images to `{"points": (B, T, K, 2) relative [x, y], "scores", "num_points"}`
+            (`kapps.models.keypoints.hourglass.hourglass_detector`).
+        dataset: batches of images and targets with relative points, type -1 for padding.
+        path: the PNG to write.
+        class_names: the point types' names.
+        count: images to draw.
+        columns: images a row.
+        title: figure title.
+    """
+    from kapps.keypoints import points_from_outputs
+
+    images, truths, found = [], [], []
+    for batch_images, targets in dataset:
+        batch_images = np.asarray(batch_images)[: count - len(images)]
+        height, width = batch_images.shape[1:3]
+        outputs = {k: np.asarray(v)[: len(batch_images)] for k, v in detector(batch_images, training=False).items()}
+        found += points_from_outputs(outputs, width=width, height=height)
+        kept = len(batch_images)
+        for points, types in zip(targets["points"][:kept].numpy(), targets["types"][:kept].numpy(), strict=True):
+            truths.append({"points": points[types >= 0] * [width, height], "types": types[types >= 0]})
+        images += list(batch_images)
+        if len(images) == count:
+            break
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, truth, predicted in zip(axes.flat, images, truths, found, strict=False):
+        ax.imshow(image, vmin=0, vmax=1)
+        for t, name in enumerate(class_names):
+            colour = class_colour(t)
+            true_xy = truth["points"][truth["types"] == t]
+            found_xy = predicted["points"][predicted["types"] == t]
+            ax.scatter(*true_xy.T, s=30, facecolors="none", edgecolors=[colour], linewidths=1.0)
+            label = f"{name} {len(found_xy)}/{len(true_xy)}"
+            ax.scatter(*found_xy.T, s=8, color=[colour], edgecolors="white", linewidths=0.3, label=label)
+        ax.legend(loc="upper right", fontsize=6, framealpha=0.6, handletextpad=0.2, borderpad=0.3)
+    return _save(fig, path, title=title or "detected points (dots) and true points (circles): found/true a type")
+
+
 def plot_detections(
     detector,
     dataset,

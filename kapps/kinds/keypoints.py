@@ -37,6 +37,7 @@ QUANTIZED_IMAGES = 0.9
 EVALUATION_RADIUS = 3.0  # input pixels, for precision and recall
 PCK_ALPHA = 0.05  # of the image's longer side
 MARKER_SIZE = 36
+EMBEDDED_IMAGES = 256  # of each split an export reads: its verification samples and int8 calibration images
 
 
 class Keypoints(Kind):
@@ -196,9 +197,13 @@ class Keypoints(Kind):
         }
 
     def load_data(self, spec: str, *, image_size: tuple[int, int], seed: int, data_dir: str | None):
+        """The point source `spec`; of an embedded source only the first `EMBEDDED_IMAGES` train and test images
+        (the same images as the run's, whose first images do not depend on a split's size) and no val split,
+        since an export reads no more: drawing every image of a 512-pixel wheat run would take minutes."""
         from kapps.data.keypoints import load_keypoints
 
-        return load_keypoints(spec, image_size=image_size, seed=seed)
+        embedded = {"sizes": (EMBEDDED_IMAGES, 0, EMBEDDED_IMAGES)} if spec in ("wheat", "shapes") else {}
+        return load_keypoints(spec, image_size=image_size, seed=seed, **embedded)
 
 
 def peak_settings(model) -> tuple[float, tuple[int, int]]:

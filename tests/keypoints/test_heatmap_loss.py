@@ -20,3 +20,19 @@ def test_mse_averaged_over_stacks_and_one_type():
     assert float(HeatmapLoss()(targets, stacks)) == pytest.approx(expected.mean(), rel=1e-6)
     restored = keras.losses.deserialize(keras.losses.serialize(HeatmapLoss()))
     assert isinstance(restored, HeatmapLoss)
+
+
+def test_foreground_weight_weighs_each_pixel_by_its_target():
+    """With w, a pixel's squared error counts 1 + w * target: an error under a peak of 1 counts 11 times with w = 10,
+    one on the background once, and the weight survives serialisation."""
+    targets = np.zeros((1, 2, 2, 1), "float32")
+    targets[0, 0, 0, 0], targets[0, 1, 1, 0] = 1.0, 0.5
+    predictions = np.full((1, 1, 2, 2, 1), 0.25, "float32")
+    errors = (0.25 - targets[0, :, :, 0]) ** 2 * (1 + 10 * targets[0, :, :, 0])  # 0.5625*11, .0625, .0625, .0625*6
+    assert float(heatmap_mse(targets, predictions, foreground_weight=10)[0]) == pytest.approx(errors.mean(), rel=1e-6)
+    assert errors.mean() == pytest.approx((6.1875 + 0.0625 + 0.0625 + 0.375) / 4)
+    loss = HeatmapLoss(foreground_weight=10)
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert restored.foreground_weight == 10 and float(restored(targets, predictions)) == pytest.approx(errors.mean())
+    with pytest.raises(ValueError, match="foreground_weight must be at least 0"):
+        HeatmapLoss(foreground_weight=-1)

@@ -4,6 +4,7 @@ original-image pixels, drawing, and evaluation by precision / recall, PCK and co
 import io
 import json
 
+import kapps.data
 from kapps.errors import ModelError
 from kapps.kinds import PredictOptions, keypoints, kind_for
 from kapps.layers import HeatmapPeaks
@@ -163,3 +164,16 @@ def test_evaluation_counts_precision_recall_pck_and_counting():
     assert tip["count_accuracy"] == 0.5 and tip["count_mae"] == 0.5  # 2 found; 1 and 2 true
     assert base["count_accuracy"] == 0.5 and base["count_mae"] == 0.5 and base["recall"] == 0.0  # 1 found; 1, 0
     assert result["images"] == 2 and KIND.evaluate(Fixed(answer), dataset, limit=1)["images"] == 1
+
+
+def test_export_data_of_an_embedded_source_is_the_runs_first_images():
+    """An export reads at most 256 images of a split: the kind draws those of the embedded sources, and they are
+    the images and points a run with any split sizes had first."""
+    data = kind_for("heatmap").load_data("shapes", image_size=(64, 64), seed=3, data_dir=None)
+    assert data.sizes == {"train": keypoints.EMBEDDED_IMAGES, "val": 0, "test": keypoints.EMBEDDED_IMAGES}
+    run = kapps.data.load_keypoints("shapes", image_size=(64, 64), seed=3, sizes=(2, 2, 2))
+    for split in ("train", "test"):
+        for (image, targets), (same, expected) in zip(getattr(data, split).take(2), getattr(run, split), strict=True):
+            np.testing.assert_array_equal(image, same)
+            np.testing.assert_array_equal(targets["types"], expected["types"])
+            np.testing.assert_array_equal(targets["points"], expected["points"])

@@ -1,0 +1,217 @@
+"""What the point recipes share (`recipes/hourglass.py`, `recipes/wheat_localisation.py`): the checks of their
+options, batches with Gaussian heatmap targets for the loss, the validation point measures of each epoch read
+through the point detector, the test scores a run's metrics.json keeps, and the training of a stacked hourglass
+through the engine (`fit_hourglass`). A recipe keeps its story: which data, which network, what it reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import kapps.data
+from kapps.errors import OptionError
+from kapps.keypoints import heatmap_targets
+from kapps.kinds import kind_for
+from kapps.losses import HeatmapLoss
+from kapps.models import build
+from kapps.models.keypoints.hourglass import hourglass_detector
+from kapps.train.engine import Run, fit
+from kapps.train.options import TrainOptions
+from kapps.train.recipe import run_config
+from kapps.train.schedules import warmup_cosine
+
+import keras
+import tensorflow as tf
+
+# The measures of `kind_for("heatmap").evaluate` that `PointMetrics` adds to an epoch's logs, by the key it logs.
+LOGGED = {"pck": "pck@0.05", "f1": "f1", "precision": "precision", "recall": "recall"}
+
+
+def check_hourglass_options(
+    *, image_size: int, architecture: dict, sigma: float, peaks: dict, foreground_weight: float = 0.0
+) -> None:
+    """Refuse, in one sentence each, recipe options that make no stacked hourglass or no point detector.
+
+    Args:
+        image_size: the side of the square input.
+        architecture: `stacked_hourglass` keywords (`num_stacks`, `features`, `depth`...).
+        sigma: the targets' Gaussian sigma, output pixels.
+        peaks: `hourglass_detector` keywords (`max_points`, `score_threshold`).
+        foreground_weight: the loss's weight of the pixels under the Gaussians.
+
+    Raises:
+        OptionError: a value out of range, or options the builder refuses (its sentence quoted).
+    """
+    if not sigma > 0:
+        raise OptionError(f"--sigma must be positive, not {sigma}.")
+    if not foreground_weight >= 0:
+        raise OptionError(f"--foreground-weight must be at least 0, not {foreground_weight}.")
+    if not 0 <= peaks["score_threshold"] < 1:
+        raise OptionError(f"--score-threshold must be at least 0 and below 1, not {peaks['score_threshold']}.")
+    cells = (image_size // 4) ** 2
+    if not 1 <= peaks["max_points"] <= cells:
+        raise OptionError(f"--max-points must be from 1 to the {cells} heatmap pixels, not {peaks['max_points']}.")
+    try:  # a size the hourglass cannot take fails here, before the data is made
+        build("stacked_hourglass", input_shape=(image_size, image_size, 3), num_types=1, **architecture)
+    except ValueError as err:
+        raise OptionError(f"These options do not make a stacked hourglass: {err}") from None
+
+
+def fit_hourglass(
+    opts: TrainOptions,
+    data,
+    *,
+    architecture: dict,
+    sigma: float,
+    peaks: dict,
+    monitor: str,
+    foreground_weight: float = 0.0,
+    every: int = 1,
+    more_scores: Callable[[dict], dict] | None = None,
+) -> Run:
+    """Train a stacked hourglass on a point `data` through the engine and keep its point detector.
+
+    The loss is the MSE of every stack's heatmaps against Gaussian targets (intermediate supervision, Newell et
+    al. 2016), its pixels under the Gaussians weighed `1 + foreground_weight * target`; Adam warms up to
+    `opts.lr` and decays along a cosine; `PointMetrics` scores the validation split
+    through the detector each `every` epochs and `monitor` (one of its keys, or `val_loss`) picks the kept epoch.
+    `model.keras` is `hourglass_detector(best, **peaks)`, and metrics.json holds `evaluate_points` on the test
+    split.
+
+    Args:
+        opts: the recipe's options.
+        data: a `kapps.data.Data` of `(image, {"points", "types"})` examples (`kapps.data.load_keypoints`).
+        architecture: `stacked_hourglass` keywords beside the input shape and the point types.
+        sigma: the targets' Gaussian sigma, output pixels.
+        peaks: `hourglass_detector` keywords.
+        foreground_weight: `kapps.losses.heatmap_mse`'s weight of the pixels under the Gaussians (0: plain MSE).
+        monitor: `val_pck`, `val_f1`, `val_precision`, `val_recall` (higher is better) or `val_loss`.
+        every: epochs between the validation point scores.
+        more_scores: turns the test scores into more JSON-ready entries for metrics.json (a recipe's own
+            reading of them, such as counts by name).
+
+    Returns:
+        The engine's `Run`, its model the point detector.
+    """
+    num_types = data.num_classes
+    output_size = (data.input_shape[0] // 4, data.input_shape[1] // 4)
+
+    def heatmaps(images, targets):
+        return images, as_heatmaps(targets, num_types=num_types, size=output_size, sigma=sigma)
+
+    splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=heatmaps, eval_batch_size=16)
+    model_kwargs = {"input_shape": tuple(data.input_shape), "num_types": num_types, **architecture}
+
+    def detector(model: keras.Model) -> keras.Model:
+        return hourglass_detector(model, **peaks)
+
+    def _with_more(scores: dict) -> dict:
+        return {**scores, **more_scores(scores)} if more_scores else scores
+
+    steps = opts.epoch_steps(data.sizes["train"])
+    schedule = warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
+    return fit(
+        opts,
+        build_model=lambda: build("stacked_hourglass", **model_kwargs),
+        train=splits.train,
+        train_steps=steps,
+        val=with_heatmaps(splits.val, num_types=num_types, size=output_size, sigma=sigma),
+        loss=HeatmapLoss(foreground_weight=foreground_weight),
+        optimizer=lambda: keras.optimizers.Adam(schedule),
+        monitor=monitor,
+        mode="min" if monitor == "val_loss" else "max",
+        callbacks=[PointMetrics(splits.val, class_names=data.class_names, inference_model=detector, every=every)],
+        export_model=detector,
+        evaluate_test=lambda model: _with_more(evaluate_points(model, splits.test, class_names=data.class_names)),
+        config=run_config(
+            "stacked_hourglass",
+            kwargs=model_kwargs,
+            data=data,
+            sigma=sigma,
+            peaks=peaks,
+            foreground_weight=foreground_weight,
+        ),
+    )
+
+
+def with_heatmaps(dataset: tf.data.Dataset, *, num_types: int, size: tuple[int, int], sigma: float) -> tf.data.Dataset:
+    """A batched `(images, {"points", "types"})` dataset as `(images, heatmaps)`, heatmaps float32
+    `(B, H, W, num_types)` of `kapps.keypoints.heatmap_targets` at the network's output `size` (H, W)."""
+
+    def pair(images, targets):
+        return images, as_heatmaps(targets, num_types=num_types, size=size, sigma=sigma)
+
+    return dataset.map(pair)
+
+
+def as_heatmaps(targets: dict, *, num_types: int, size: tuple[int, int], sigma: float) -> tf.Tensor:
+    """One batch's `{"points", "types"}` targets as Gaussian heatmaps (see `with_heatmaps`)."""
+    return heatmap_targets(targets["points"], targets["types"], num_types=num_types, size=size, sigma=sigma)
+
+
+def evaluate_points(model: keras.Model, test: tf.data.Dataset, *, class_names: Sequence[str]) -> dict:
+    """Score a point detector on a batched `(images, {"points", "types"})` split, as a run's metrics.json keeps it.
+
+    Returns:
+        The heatmap kind's `evaluate`: `precision`, `recall`, `f1` within `radius` (3) input pixels, `pck@0.05` of
+        the image's longer side, `images`, and `per_type` (the same, with `count_accuracy`, the share of images
+        whose count of the type is exact, `count_mae` and `count_relative_error`), plus `pck_reference`, the
+        longer side in pixels.
+    """
+    scores = kind_for("heatmap").evaluate(model, test, class_names=class_names)
+    height, width = model.input_shape[1:3]
+    return {**scores, "pck_reference": max(height, width)}
+
+
+class PointMetrics(keras.callbacks.Callback):
+    """Adds `{prefix}pck` (PCK@0.05 of the image's longer side), `{prefix}f1`, `{prefix}precision` and
+    `{prefix}recall` (within 3 pixels) of the point detector to the logs of each epoch.
+
+    As `kapps.metrics.DetectionMetrics` does for detectors: every `every` epochs, on the last epoch and on the
+    first epoch of each `fit` call, it builds `inference_model(self.model)` (sharing the weights) and scores it on
+    `dataset`; on the other epochs it logs the latest values again, which `KeepBest` does not count as an
+    improvement. Put it before the checkpoint and the CSV logger (the engine's `callbacks` are).
+
+    Args:
+        dataset: batched `(images, {"points", "types"})` validation split, one pass.
+        class_names: the point types' names.
+        inference_model: the point detector of the training model (`hourglass_detector`).
+        every: score every this many epochs.
+        prefix: prefix of the logged keys.
+    """
+
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        *,
+        class_names: Sequence[str],
+        inference_model: Callable[[keras.Model], keras.Model],
+        every: int = 1,
+        prefix: str = "val_",
+    ):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive number of epochs. Received: every={every!r}")
+        self.dataset = dataset
+        self.class_names = list(class_names)
+        self.inference_model = inference_model
+        self.every = every
+        self.prefix = prefix
+        self.latest: dict[str, float] | None = None
+
+    def on_train_begin(self, logs=None):
+        self.latest = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if self.latest is None or number % self.every == 0 or number == self.params.get("epochs"):
+            scores = kind_for("heatmap").evaluate(
+                self.inference_model(self.model), self.dataset, class_names=self.class_names
+            )
+            self.latest = {f"{self.prefix}{key}": _or_nan(scores[name]) for key, name in LOGGED.items()}
+        if logs is not None:
+            logs.update(self.latest)
+
+
+def _or_nan(value) -> float:
+    return float("nan") if value is None else float(value)
