@@ -307,18 +307,67 @@ def evaluate_instance_segmenter(
     }
 
 
-class DetectionMetrics(keras.callbacks.Callback):
-    """Adds `{prefix}map` and `{prefix}map50` (COCO-style, see `coco_evaluate`) to the logs of each epoch.
+class PeriodicScores(keras.callbacks.Callback):
+    """Adds a validation measure that takes a pass over a dataset to the logs of each epoch, without paying that
+    pass every epoch. Subclasses say what is measured in `scores`.
 
     Every `every` epochs, on the last epoch and on the first epoch of each `fit` call (so that CSVLogger, which
     fixes its columns from the first epoch's keys, has them from the start, also after a resume), it builds the
-    inference model with `inference_model(self.model)` and evaluates it on `dataset`. On the other epochs it
-    writes the most recent values again, so the keys are always there: ModelCheckpoint(monitor="val_map50",
+    inference model with `inference_model(self.model)` and logs `scores` of it under `{prefix}{key}`. On the other
+    epochs it writes the most recent values again, so the keys are always there: ModelCheckpoint(monitor=...,
     mode="max", save_best_only=True) then saves only on an epoch that measured an improvement, since a repeated
-    value is no improvement. A value with no ground truth to score it is NaN.
+    value is no improvement. A value `scores` gives as None (nothing to score it on) is logged as NaN.
 
     Keras calls callbacks in list order with one logs dict, so put this callback BEFORE ModelCheckpoint,
     CSVLogger, TensorBoard and EarlyStopping in the list; History, which `fit` appends last, sees it anyway.
+
+    Args:
+        dataset: batched `(images, targets)` validation dataset, one pass.
+        class_names: the name of each class id.
+        inference_model: builds the inference model from the training model, sharing its weights; None when the
+            model being trained is already the one to score.
+        every: evaluate every this many epochs.
+        prefix: prefix of the keys written to the logs.
+    """
+
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        *,
+        class_names: Sequence[str],
+        inference_model: Callable[[keras.Model], keras.Model] | None = None,
+        every: int = 1,
+        prefix: str = "val_",
+    ):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive number of epochs. Received: every={every!r}")
+        self.dataset = dataset
+        self.class_names = list(class_names)
+        self.inference_model = inference_model
+        self.every = every
+        self.prefix = prefix
+        self.latest: dict[str, float] | None = None
+
+    def scores(self, model: keras.Model) -> dict[str, float | None]:
+        """The measures of the inference `model` on `self.dataset`, by the key they are logged under."""
+        raise NotImplementedError
+
+    def on_train_begin(self, logs=None):
+        self.latest = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if self.latest is None or number % self.every == 0 or number == self.params.get("epochs"):
+            model = self.inference_model(self.model) if self.inference_model else self.model
+            self.latest = {f"{self.prefix}{key}": _or_nan(value) for key, value in self.scores(model).items()}
+        if logs is not None:
+            logs.update(self.latest)
+
+
+class DetectionMetrics(PeriodicScores):
+    """Adds `{prefix}map` and `{prefix}map50` (COCO-style, see `evaluate_detector`) of the detector to the logs of
+    each epoch, on `PeriodicScores`' schedule (put it before ModelCheckpoint and CSVLogger).
 
     Args:
         dataset: batched `(images, targets)` validation dataset, one pass.
@@ -342,31 +391,15 @@ class DetectionMetrics(keras.callbacks.Callback):
         image_size: tuple[int, int] | None = None,
         limit: int | None = None,
     ):
-        super().__init__()
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive number of epochs. Received: every={every!r}")
-        self.dataset = dataset
-        self.class_names = list(class_names)
-        self.inference_model = inference_model
-        self.every = every
-        self.prefix = prefix
+        super().__init__(dataset, class_names=class_names, inference_model=inference_model, every=every, prefix=prefix)
         self.image_size = image_size
         self.limit = limit
-        self.latest: dict[str, float] | None = None
 
-    def on_train_begin(self, logs=None):
-        self.latest = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        number = epoch + 1
-        if self.latest is None or number % self.every == 0 or number == self.params.get("epochs"):
-            model = self.inference_model(self.model) if self.inference_model else self.model
-            result = evaluate_detector(
-                model, self.dataset, class_names=self.class_names, image_size=self.image_size, limit=self.limit
-            )
-            self.latest = {f"{self.prefix}{key}": _or_nan(result[key]) for key in ("map", "map50")}
-        if logs is not None:
-            logs.update(self.latest)
+    def scores(self, model: keras.Model) -> dict[str, float | None]:
+        result = evaluate_detector(
+            model, self.dataset, class_names=self.class_names, image_size=self.image_size, limit=self.limit
+        )
+        return {key: result[key] for key in ("map", "map50")}
 
 
 def _image_size(truth: dict, image_size, index: int) -> tuple[int, int]:
@@ -440,6 +473,7 @@ def _or_nan(value: float | None) -> float:
 
 __all__ = [
     "DetectionMetrics",
+    "PeriodicScores",
     "coco_evaluate",
     "collect_detections",
     "encode_masks",

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import kapps.data
 import kapps.train
-from kapps.train.keypoints import check_hourglass_options, fit_hourglass
+from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options
 from kapps.viz import plot_points
 
 import click
@@ -50,53 +50,23 @@ import click
     lr=1e-3,
     data="shapes",
 )
-@click.option("--image-size", type=int, default=192, show_default=True, help="Side of the square input.")
-@click.option("--stacks", type=int, default=2, show_default=True, help="Hourglasses in a row, each supervised.")
-@click.option("--features", type=int, default=64, show_default=True, help="Width of the stacks.")
-@click.option("--depth", type=int, default=4, show_default=True, help="Down/up levels of each hourglass.")
-@click.option("--sigma", type=float, default=1.0, show_default=True, help="Target Gaussians' sigma, output pixels.")
-@click.option(
-    "--foreground-weight",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Loss weight of the pixels under the targets' Gaussians: each counts 1 + this x target (0: plain MSE).",
-)
-@click.option("--score-threshold", type=float, default=0.3, show_default=True, help="Least score of a peak.")
-@click.option("--max-points", type=int, default=96, show_default=True, help="Points kept per image and type.")
+@hourglass_options(image_size=192, features=64, max_points=96)
 @click.option("--scenes", default=None, help="shapes only: TRAIN,VAL,TEST scene counts [default: 2000,200,200].")
-def main(
-    opts: kapps.train.TrainOptions,
-    image_size: int,
-    stacks: int,
-    features: int,
-    depth: int,
-    sigma: float,
-    foreground_weight: float,
-    score_threshold: float,
-    max_points: int,
-    scenes: str | None,
-) -> kapps.train.Run:
-    architecture = {"num_stacks": stacks, "features": features, "depth": depth}
-    peaks = {"max_points": max_points, "score_threshold": score_threshold}
-    check_hourglass_options(
-        image_size=image_size, architecture=architecture, sigma=sigma, peaks=peaks, foreground_weight=foreground_weight
-    )
+def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, scenes: str | None) -> kapps.train.Run:
     source_kwargs = kapps.train.scene_counts(scenes, data=opts.data)
     if opts.data == "shapes" and not source_kwargs:
         source_kwargs = {"sizes": (2000, 200, 200)}
 
     # 1. Data: images with padded relative points, centres and corners; the loss reads them as Gaussian heatmaps.
-    data = kapps.data.load_keypoints(opts.data, image_size=(image_size, image_size), seed=opts.seed, **source_kwargs)
+    data = kapps.data.load_keypoints(
+        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **source_kwargs
+    )
 
     # 2-3. Model and training: every stack supervised, the epoch of best validation PCK@0.05 kept as a detector.
     run = fit_hourglass(
         opts,
         data,
-        architecture=architecture,
-        sigma=sigma,
-        peaks=peaks,
-        foreground_weight=foreground_weight,
+        settings,
         monitor="val_pck",
     )
 
@@ -105,7 +75,7 @@ def main(
     picture = plot_points(run.model, test, run.path / "plots" / "test_points.png", class_names=data.class_names)
     m = run.metrics
     click.echo(
-        f"stacked_hourglass ({stacks} stacks) on {opts.data}: test PCK@0.05 {m['pck@0.05']:.3f}, precision "
+        f"stacked_hourglass ({settings.stacks} stacks) on {opts.data}: test PCK@0.05 {m['pck@0.05']:.3f}, precision "
         f"{m['precision']:.3f}, recall {m['recall']:.3f} within 3 px; {picture}; run folder {run.path}"
     )
     return run

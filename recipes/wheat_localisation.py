@@ -33,7 +33,7 @@ import kapps.data
 import kapps.train
 from kapps.data.wheat import WHEAT_POINT_TYPES
 from kapps.errors import OptionError
-from kapps.train.keypoints import check_hourglass_options, fit_hourglass
+from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options
 from kapps.viz import plot_points
 
 import click
@@ -47,42 +47,15 @@ import click
     lr=2e-3,
     data="wheat",
 )
-@click.option("--image-size", type=int, default=512, show_default=True, help="Side of the square input.")
-@click.option("--stacks", type=int, default=2, show_default=True, help="Hourglasses in a row, each supervised.")
-@click.option("--features", type=int, default=32, show_default=True, help="Width of the stacks.")
-@click.option("--depth", type=int, default=4, show_default=True, help="Down/up levels of each hourglass.")
-@click.option("--sigma", type=float, default=1.0, show_default=True, help="Target Gaussians' sigma, output pixels.")
-@click.option(
-    "--foreground-weight",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Loss weight of the pixels under the targets' Gaussians: each counts 1 + this x target (0: plain MSE).",
-)
-@click.option("--score-threshold", type=float, default=0.3, show_default=True, help="Least score of a peak.")
-@click.option("--max-points", type=int, default=256, show_default=True, help="Points kept per image and type.")
+@hourglass_options(image_size=512, features=32, max_points=256)
 @click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 600,100,200].")
-def main(
-    opts: kapps.train.TrainOptions,
-    image_size: int,
-    stacks: int,
-    features: int,
-    depth: int,
-    sigma: float,
-    foreground_weight: float,
-    score_threshold: float,
-    max_points: int,
-    images: str | None,
-) -> kapps.train.Run:
-    architecture = {"num_stacks": stacks, "features": features, "depth": depth}
-    peaks = {"max_points": max_points, "score_threshold": score_threshold}
-    check_hourglass_options(
-        image_size=image_size, architecture=architecture, sigma=sigma, peaks=peaks, foreground_weight=foreground_weight
-    )
+def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, images: str | None) -> kapps.train.Run:
     sizes = image_counts(images, data=opts.data)
 
     # 1. Data: wheat images with the points of every ear, its tip, its base and its visible spikelets.
-    data = kapps.data.load_keypoints(opts.data, image_size=(image_size, image_size), seed=opts.seed, **sizes)
+    data = kapps.data.load_keypoints(
+        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **sizes
+    )
 
     # 2-4. Model, training and test: one heatmap a point type, the epoch of best validation F1 within 3 px kept;
     #      points within 3 px per type, and counts from the peaks (spikes as their detected tips).
@@ -90,10 +63,7 @@ def main(
     run = fit_hourglass(
         opts,
         data,
-        architecture=architecture,
-        sigma=sigma,
-        peaks=peaks,
-        foreground_weight=foreground_weight,
+        settings,
         monitor="val_f1",
         more_scores=counts,
     )

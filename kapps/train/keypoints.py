@@ -1,11 +1,14 @@
-"""What the point recipes share (`recipes/hourglass.py`, `recipes/wheat_localisation.py`): the checks of their
-options, batches with Gaussian heatmap targets for the loss, the validation point measures of each epoch read
-through the point detector, the test scores a run's metrics.json keeps, and the training of a stacked hourglass
-through the engine (`fit_hourglass`). A recipe keeps its story: which data, which network, what it reports.
+"""What the point recipes share (`recipes/hourglass.py`, `recipes/wheat_localisation.py`): their common options and the
+checks of them (`hourglass_options`, `HourglassSettings`), batches with Gaussian heatmap targets for the loss, the
+validation point measures of each epoch read through the point detector, the test scores a run's metrics.json keeps,
+and the training of a stacked hourglass through the engine (`fit_hourglass`). A recipe keeps its story: which data,
+which network, what it reports.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import kapps.data
@@ -13,6 +16,7 @@ from kapps.errors import OptionError
 from kapps.keypoints import heatmap_targets
 from kapps.kinds import kind_for
 from kapps.losses import HeatmapLoss
+from kapps.metrics import PeriodicScores
 from kapps.models import build
 from kapps.models.keypoints.hourglass import hourglass_detector
 from kapps.train.engine import Run, fit
@@ -20,6 +24,7 @@ from kapps.train.options import TrainOptions
 from kapps.train.recipe import run_config
 from kapps.train.schedules import warmup_cosine
 
+import click
 import keras
 import tensorflow as tf
 
@@ -27,64 +32,115 @@ import tensorflow as tf
 LOGGED = {"pck": "pck@0.05", "f1": "f1", "precision": "precision", "recall": "recall"}
 
 
-def check_hourglass_options(
-    *, image_size: int, architecture: dict, sigma: float, peaks: dict, foreground_weight: float = 0.0
-) -> None:
-    """Refuse, in one sentence each, recipe options that make no stacked hourglass or no point detector.
+@dataclasses.dataclass(frozen=True)
+class HourglassSettings:
+    """The options every point recipe takes: the network, the targets, the loss and the peak detector."""
 
-    Args:
-        image_size: the side of the square input.
-        architecture: `stacked_hourglass` keywords (`num_stacks`, `features`, `depth`...).
-        sigma: the targets' Gaussian sigma, output pixels.
-        peaks: `hourglass_detector` keywords (`max_points`, `score_threshold`).
-        foreground_weight: the loss's weight of the pixels under the Gaussians.
+    image_size: int
+    stacks: int
+    features: int
+    depth: int
+    sigma: float
+    foreground_weight: float
+    score_threshold: float
+    max_points: int
 
-    Raises:
-        OptionError: a value out of range, or options the builder refuses (its sentence quoted).
-    """
-    if not sigma > 0:
-        raise OptionError(f"--sigma must be positive, not {sigma}.")
-    if not foreground_weight >= 0:
-        raise OptionError(f"--foreground-weight must be at least 0, not {foreground_weight}.")
-    if not 0 <= peaks["score_threshold"] < 1:
-        raise OptionError(f"--score-threshold must be at least 0 and below 1, not {peaks['score_threshold']}.")
-    cells = (image_size // 4) ** 2
-    if not 1 <= peaks["max_points"] <= cells:
-        raise OptionError(f"--max-points must be from 1 to the {cells} heatmap pixels, not {peaks['max_points']}.")
-    try:  # a size the hourglass cannot take fails here, before the data is made
-        build("stacked_hourglass", input_shape=(image_size, image_size, 3), num_types=1, **architecture)
-    except ValueError as err:
-        raise OptionError(f"These options do not make a stacked hourglass: {err}") from None
+    @property
+    def architecture(self) -> dict:
+        """`stacked_hourglass` keywords beside the input shape and the point types."""
+        return {"num_stacks": self.stacks, "features": self.features, "depth": self.depth}
+
+    @property
+    def peaks(self) -> dict:
+        """`hourglass_detector` keywords."""
+        return {"max_points": self.max_points, "score_threshold": self.score_threshold}
+
+    def check(self) -> None:
+        """Refuse, in one sentence each, options that make no stacked hourglass or no point detector.
+
+        Raises:
+            OptionError: a value out of range, or options the builder refuses (its sentence quoted).
+        """
+        if not self.sigma > 0:
+            raise OptionError(f"--sigma must be positive, not {self.sigma}.")
+        if not self.foreground_weight >= 0:
+            raise OptionError(f"--foreground-weight must be at least 0, not {self.foreground_weight}.")
+        if not 0 <= self.score_threshold < 1:
+            raise OptionError(f"--score-threshold must be at least 0 and below 1, not {self.score_threshold}.")
+        cells = (self.image_size // 4) ** 2
+        if not 1 <= self.max_points <= cells:
+            raise OptionError(f"--max-points must be from 1 to the {cells} heatmap pixels, not {self.max_points}.")
+        try:  # a size the hourglass cannot take fails here, before the data is made
+            shape = (self.image_size, self.image_size, 3)
+            build("stacked_hourglass", input_shape=shape, num_types=1, **self.architecture)
+        except ValueError as err:
+            raise OptionError(f"These options do not make a stacked hourglass: {err}") from None
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(HourglassSettings))
+
+
+def hourglass_options(*, image_size: int, features: int, max_points: int) -> Callable[[Callable], Callable]:
+    """Give a recipe's `main(opts, settings, **its own options)` the shared point options, checked, as one
+    `HourglassSettings`; the arguments are the recipe's defaults of the options whose right value depends on its
+    data. Use it under `kapps.train.recipe_command`; the recipe's own click options go below it."""
+    options = (
+        click.option("--image-size", type=int, default=image_size, show_default=True, help="Side of the square input."),
+        click.option("--stacks", type=int, default=2, show_default=True, help="Hourglasses in a row, each supervised."),
+        click.option("--features", type=int, default=features, show_default=True, help="Width of the stacks."),
+        click.option("--depth", type=int, default=4, show_default=True, help="Down/up levels of each hourglass."),
+        click.option(
+            "--sigma", type=float, default=1.0, show_default=True, help="Target Gaussians' sigma, output pixels."
+        ),
+        click.option(
+            "--foreground-weight",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Loss weight of the pixels under the targets' Gaussians: each counts 1 + this x target (0: plain "
+            "MSE).",
+        ),
+        click.option("--score-threshold", type=float, default=0.3, show_default=True, help="Least score of a peak."),
+        click.option(
+            "--max-points", type=int, default=max_points, show_default=True, help="Points kept per image and type."
+        ),
+    )
+
+    def decorate(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def with_settings(opts: TrainOptions, **kwargs):
+            settings = HourglassSettings(**{name: kwargs.pop(name) for name in _FIELDS})
+            settings.check()
+            return main(opts, settings, **kwargs)
+
+        for option in reversed(options):
+            with_settings = option(with_settings)
+        return with_settings
+
+    return decorate
 
 
 def fit_hourglass(
     opts: TrainOptions,
     data,
+    settings: HourglassSettings,
     *,
-    architecture: dict,
-    sigma: float,
-    peaks: dict,
     monitor: str,
-    foreground_weight: float = 0.0,
     every: int = 1,
     more_scores: Callable[[dict], dict] | None = None,
 ) -> Run:
     """Train a stacked hourglass on a point `data` through the engine and keep its point detector.
 
     The loss is the MSE of every stack's heatmaps against Gaussian targets (intermediate supervision, Newell et
-    al. 2016), its pixels under the Gaussians weighed `1 + foreground_weight * target`; Adam warms up to
-    `opts.lr` and decays along a cosine; `PointMetrics` scores the validation split
-    through the detector each `every` epochs and `monitor` (one of its keys, or `val_loss`) picks the kept epoch.
-    `model.keras` is `hourglass_detector(best, **peaks)`, and metrics.json holds `evaluate_points` on the test
-    split.
+    al. 2016), its pixels under the Gaussians weighed `1 + settings.foreground_weight * target`; Adam warms up to
+    `opts.lr` and decays along a cosine; `PointMetrics` scores the validation split through the detector each
+    `every` epochs and `monitor` (one of its keys, or `val_loss`) picks the kept epoch. `model.keras` is
+    `hourglass_detector(best, **settings.peaks)`, and metrics.json holds `evaluate_points` on the test split.
 
     Args:
         opts: the recipe's options.
         data: a `kapps.data.Data` of `(image, {"points", "types"})` examples (`kapps.data.load_keypoints`).
-        architecture: `stacked_hourglass` keywords beside the input shape and the point types.
-        sigma: the targets' Gaussian sigma, output pixels.
-        peaks: `hourglass_detector` keywords.
-        foreground_weight: `kapps.losses.heatmap_mse`'s weight of the pixels under the Gaussians (0: plain MSE).
+        settings: the network, the targets' sigma, the loss's foreground weight and the peak detector.
         monitor: `val_pck`, `val_f1`, `val_precision`, `val_recall` (higher is better) or `val_loss`.
         every: epochs between the validation point scores.
         more_scores: turns the test scores into more JSON-ready entries for metrics.json (a recipe's own
@@ -97,13 +153,13 @@ def fit_hourglass(
     output_size = (data.input_shape[0] // 4, data.input_shape[1] // 4)
 
     def heatmaps(images, targets):
-        return images, as_heatmaps(targets, num_types=num_types, size=output_size, sigma=sigma)
+        return images, as_heatmaps(targets, num_types=num_types, size=output_size, sigma=settings.sigma)
 
     splits = kapps.data.splits(data, batch_size=opts.batch_size, seed=opts.seed, augment=heatmaps, eval_batch_size=16)
-    model_kwargs = {"input_shape": tuple(data.input_shape), "num_types": num_types, **architecture}
+    model_kwargs = {"input_shape": tuple(data.input_shape), "num_types": num_types, **settings.architecture}
 
     def detector(model: keras.Model) -> keras.Model:
-        return hourglass_detector(model, **peaks)
+        return hourglass_detector(model, **settings.peaks)
 
     def _with_more(scores: dict) -> dict:
         return {**scores, **more_scores(scores)} if more_scores else scores
@@ -115,8 +171,8 @@ def fit_hourglass(
         build_model=lambda: build("stacked_hourglass", **model_kwargs),
         train=splits.train,
         train_steps=steps,
-        val=with_heatmaps(splits.val, num_types=num_types, size=output_size, sigma=sigma),
-        loss=HeatmapLoss(foreground_weight=foreground_weight),
+        val=with_heatmaps(splits.val, num_types=num_types, size=output_size, sigma=settings.sigma),
+        loss=HeatmapLoss(foreground_weight=settings.foreground_weight),
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor=monitor,
         mode="min" if monitor == "val_loss" else "max",
@@ -127,9 +183,9 @@ def fit_hourglass(
             "stacked_hourglass",
             kwargs=model_kwargs,
             data=data,
-            sigma=sigma,
-            peaks=peaks,
-            foreground_weight=foreground_weight,
+            sigma=settings.sigma,
+            peaks=settings.peaks,
+            foreground_weight=settings.foreground_weight,
         ),
     )
 
@@ -163,14 +219,15 @@ def evaluate_points(model: keras.Model, test: tf.data.Dataset, *, class_names: S
     return {**scores, "pck_reference": max(height, width)}
 
 
-class PointMetrics(keras.callbacks.Callback):
+class PointMetrics(PeriodicScores):
     """Adds `{prefix}pck` (PCK@0.05 of the image's longer side), `{prefix}f1`, `{prefix}precision` and
     `{prefix}recall` (within 3 pixels) of the point detector to the logs of each epoch.
 
-    As `kapps.metrics.DetectionMetrics` does for detectors: every `every` epochs, on the last epoch and on the
-    first epoch of each `fit` call, it builds `inference_model(self.model)` (sharing the weights) and scores it on
-    `dataset`; on the other epochs it logs the latest values again, which `KeepBest` does not count as an
-    improvement. Put it before the checkpoint and the CSV logger (the engine's `callbacks` are).
+    On the schedule of `kapps.metrics.PeriodicScores`, as `DetectionMetrics` does for detectors: every `every`
+    epochs, on the last epoch and on the first epoch of each `fit` call, it builds `inference_model(self.model)`
+    (sharing the weights) and scores it on `dataset`; on the other epochs it logs the latest values again, which
+    `KeepBest` does not count as an improvement. Put it before the checkpoint and the CSV logger (the engine's
+    `callbacks` are).
 
     Args:
         dataset: batched `(images, {"points", "types"})` validation split, one pass.
@@ -180,38 +237,6 @@ class PointMetrics(keras.callbacks.Callback):
         prefix: prefix of the logged keys.
     """
 
-    def __init__(
-        self,
-        dataset: tf.data.Dataset,
-        *,
-        class_names: Sequence[str],
-        inference_model: Callable[[keras.Model], keras.Model],
-        every: int = 1,
-        prefix: str = "val_",
-    ):
-        super().__init__()
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive number of epochs. Received: every={every!r}")
-        self.dataset = dataset
-        self.class_names = list(class_names)
-        self.inference_model = inference_model
-        self.every = every
-        self.prefix = prefix
-        self.latest: dict[str, float] | None = None
-
-    def on_train_begin(self, logs=None):
-        self.latest = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        number = epoch + 1
-        if self.latest is None or number % self.every == 0 or number == self.params.get("epochs"):
-            scores = kind_for("heatmap").evaluate(
-                self.inference_model(self.model), self.dataset, class_names=self.class_names
-            )
-            self.latest = {f"{self.prefix}{key}": _or_nan(scores[name]) for key, name in LOGGED.items()}
-        if logs is not None:
-            logs.update(self.latest)
-
-
-def _or_nan(value) -> float:
-    return float("nan") if value is None else float(value)
+    def scores(self, model: keras.Model) -> dict[str, float | None]:
+        scores = kind_for("heatmap").evaluate(model, self.dataset, class_names=self.class_names)
+        return {key: scores[name] for key, name in LOGGED.items()}
