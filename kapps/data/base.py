@@ -49,6 +49,21 @@ class Data:
         }
 
 
+def check_seed(seed) -> int:
+    """`seed` as an int, or a `ValueError` naming it: an embedded source's seed is a non-negative integer."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
+    return int(seed)
+
+
+def check_sizes(sizes) -> tuple[int, int, int]:
+    """`sizes` as three ints, or a `ValueError` naming it: an embedded source's (train, val, test) counts."""
+    sizes = tuple(sizes) if isinstance(sizes, (tuple, list)) else ()
+    if len(sizes) != 3 or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0 for n in sizes):
+        raise ValueError(f"sizes must be three non-negative integers (train, val, test). Received: sizes={sizes!r}")
+    return tuple(int(n) for n in sizes)
+
+
 def fit_image(image: tf.Tensor, image_size, *, resize: bool = False) -> tf.Tensor:
     """Scale an image tensor to float32 in [0, 1] and fit it to `image_size`: resized when `resize` or when it is
     larger, else padded around (MNIST's 28x28 digits in LeNet's 32x32 frame)."""

@@ -48,7 +48,7 @@ import csv
 import json
 from pathlib import Path
 
-from kapps.data.base import Data, detection_image, point_targets, points_dataset
+from kapps.data.base import Data, check_seed, check_sizes, detection_image, point_targets, points_dataset
 from kapps.data.detection_folder import TEST_FRACTION, carve_splits, image_file_size
 from kapps.data.folder import IMAGE_SUFFIXES
 from kapps.data.raster import shape_corners, shape_mask
@@ -162,11 +162,7 @@ def load_shape_keypoints(
 ) -> Data:
     """The `shapes` point source: `load_shapes`' scenes for the same seed and options, with `shape_points` as
     targets; `max_points` defaults to 13 an object (a cross's centre and 12 corners)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
-    sizes = tuple(sizes)
-    if len(sizes) != 3 or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in sizes):
-        raise ValueError(f"sizes must be three non-negative integers (train, val, test). Received: sizes={sizes!r}")
+    seed, sizes = check_seed(seed), check_sizes(sizes)
     options = {"image_size": image_size, "max_objects": max_objects, **scene_options}
     render_scene(np.random.default_rng(0), **options)  # checks the options once, before any split is drawn
     max_points = 13 * max_objects if max_points is None else max_points

@@ -17,7 +17,7 @@ quantised table: one seed draws one image.
 
 from __future__ import annotations
 
-from kapps.data.base import Data
+from kapps.data.base import Data, check_seed, check_sizes
 from kapps.data.raster import cos_sin, pattern
 
 import numpy as np
@@ -84,8 +84,8 @@ def load_leaves(
     image_size = _check_size(image_size)
     leaves = _check_leaves(leaves)
     max_leaves = leaves[1] if max_leaves is None else _check_max_leaves(max_leaves, leaves[1])
-    seed = _check_seed(seed)
-    sizes = _check_sizes(sizes)
+    seed = check_seed(seed)
+    sizes = check_sizes(sizes)
     splits = {}
     for index, (name, count) in enumerate(zip(_SPLITS, sizes, strict=True)):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
@@ -390,16 +390,3 @@ def _check_max_leaves(max_leaves, most: int) -> int:
             f"max_leaves must be an integer from the most leaves ({most}) to 255. Received: max_leaves={max_leaves!r}"
         )
     return int(max_leaves)
-
-
-def _check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
-    return int(seed)
-
-
-def _check_sizes(sizes) -> tuple[int, int, int]:
-    sizes = tuple(sizes) if isinstance(sizes, (tuple, list)) else ()
-    if len(sizes) != 3 or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0 for n in sizes):
-        raise ValueError(f"sizes must be three non-negative integers (train, val, test). Received: sizes={sizes!r}")
-    return tuple(int(n) for n in sizes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kapps.data.base import Data, points_dataset
+from kapps.data.base import Data, check_seed, check_sizes, points_dataset
 from kapps.data.raster import cos_sin
 
 import numpy as np
@@ -94,8 +94,8 @@ def load_wheat(
     spikelets = _check_spikelets(spikelets)
     most = max_spikes * (2 + spikelets[1])
     max_points = most if max_points is None else _check_max_points(max_points)
-    seed = _check_seed(seed)
-    sizes = _check_sizes(sizes)
+    seed = check_seed(seed)
+    sizes = check_sizes(sizes)
     splits = {}
     for index, (name, count) in enumerate(zip(_SPLITS, sizes, strict=True)):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
@@ -448,16 +448,3 @@ def _check_max_points(max_points) -> int:
     if not isinstance(max_points, (int, np.integer)) or isinstance(max_points, bool) or max_points < 1:
         raise ValueError(f"max_points must be a positive integer. Received: max_points={max_points!r}")
     return int(max_points)
-
-
-def _check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
-    return int(seed)
-
-
-def _check_sizes(sizes) -> tuple[int, int, int]:
-    sizes = tuple(sizes)
-    if len(sizes) != 3 or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0 for n in sizes):
-        raise ValueError(f"sizes must be three non-negative integers (train, val, test). Received: sizes={sizes!r}")
-    return tuple(int(n) for n in sizes)
