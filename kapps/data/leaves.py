@@ -18,7 +18,7 @@ quantised table: one seed draws one image.
 from __future__ import annotations
 
 from kapps.data.base import Data, check_seed, check_sizes
-from kapps.data.raster import cos_sin, pattern
+from kapps.data.raster import cos_sin, light, pattern
 
 import numpy as np
 import tensorflow as tf
@@ -156,7 +156,7 @@ def _render(rng, *, image_size, leaves) -> dict[str, np.ndarray]:
             seen = [v - int(n) for v, n in zip(seen, lost, strict=True)] + [area]
             areas.append(area)
             break
-    image = _light(rng, image)
+    image = light(rng, image, brightness=(0.8, 1.25), gradient=(0.0, 0.4))
     # Number the leaves by the pixels they show, most first; ties keep drawing order (a stable sort).
     layers = np.argsort(-np.asarray(seen, np.int64), kind="stable").astype(np.int32)
     lookup = np.zeros(len(seen) + 1, np.int32)
@@ -346,26 +346,6 @@ def _pot(rng, image: np.ndarray, centre) -> None:
     image += outside * (tray - image)
     rim = np.clip(np.float32(band / 2 + 0.5) - np.abs(distance - np.float32(band / 2)), 0, 1)[..., None]
     image += rim * (np.clip(tray * np.float32(1.5) + np.float32(0.1), 0, 1) - image)
-
-
-def _light(rng, image: np.ndarray) -> np.ndarray:
-    """Lighting over the whole image (a brightness, a gradient in one direction, a colour cast), then grey grain
-    of +-2% and rounding to 8 bits."""
-    height, width = image.shape[:2]
-    cos, sin = (np.float32(t) for t in cos_sin(int(rng.integers(360))))
-    x = (np.arange(width, dtype=np.float32) + np.float32(0.5)) / np.float32(width) - np.float32(0.5)
-    y = (np.arange(height, dtype=np.float32) + np.float32(0.5)) / np.float32(height) - np.float32(0.5)
-    light = np.float32(rng.uniform(0.8, 1.25)) * (
-        1 + np.float32(rng.uniform(0.0, 0.4)) * (cos * x[None] + sin * y[:, None])
-    )
-    cast = (255 * (1 + rng.uniform(-0.06, 0.06, 3))).astype(np.float32)
-    grain = rng.random((height, width), dtype=np.float32)
-    grain *= np.float32(0.04 * 255)
-    grain += np.float32(0.5 - 0.02 * 255)  # +-2% of grey grain, and a half for the rounding below
-    lit = image * light[..., None]
-    lit *= cast
-    lit += grain[..., None]
-    return np.clip(lit, 0, 255).astype(np.uint8)
 
 
 def _check_size(image_size) -> tuple[int, int]:

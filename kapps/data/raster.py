@@ -154,3 +154,34 @@ def _upsample(coarse: np.ndarray, shape) -> np.ndarray:
     rows = coarse[y0 + 1]
     bottom = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def light(rng: np.random.Generator, image: np.ndarray, *, brightness, gradient) -> np.ndarray:
+    """Lighting over a whole rendered image, then grey grain and rounding to 8 bits, as the embedded sources'
+    photographs have it: a brightness drawn from `brightness` (low, high), a linear gradient of a strength drawn
+    from `gradient` (low, high) in a random direction, a colour cast of +-6% a channel and grey grain of +-2%.
+
+    Args:
+        rng: the generator of the draws (direction, brightness, strength, cast, grain, in that order).
+        image: float32 (H, W, 3) in [0, 1].
+        brightness: (low, high) of the overall factor.
+        gradient: (low, high) of the gradient's strength, across the image's width or height.
+
+    Returns:
+        uint8 (H, W, 3).
+    """
+    height, width = image.shape[:2]
+    cos, sin = (np.float32(t) for t in cos_sin(int(rng.integers(360))))
+    x = (np.arange(width, dtype=np.float32) + np.float32(0.5)) / np.float32(width) - np.float32(0.5)
+    y = (np.arange(height, dtype=np.float32) + np.float32(0.5)) / np.float32(height) - np.float32(0.5)
+    light = np.float32(rng.uniform(*brightness)) * (
+        1 + np.float32(rng.uniform(*gradient)) * (cos * x[None] + sin * y[:, None])
+    )
+    cast = (255 * (1 + rng.uniform(-0.06, 0.06, 3))).astype(np.float32)
+    grain = rng.random((height, width), dtype=np.float32)
+    grain *= np.float32(0.04 * 255)
+    grain += np.float32(0.5 - 0.02 * 255)  # +-2% of grey grain, and a half for the rounding below
+    lit = image * light[..., None]
+    lit *= cast
+    lit += grain[..., None]
+    return np.minimum(np.maximum(lit, 0), 255).astype(np.uint8)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kapps.data.base import Data, check_seed, check_sizes, points_dataset
-from kapps.data.raster import cos_sin
+from kapps.data.raster import cos_sin, light
 
 import numpy as np
 
@@ -230,7 +230,7 @@ def _render(rng, *, image_size, max_spikes: int, spikelets) -> dict[str, np.ndar
         points += [ear["tip"], ear["base"], *seen]
         types += [TIP, BASE] + [SPIKELET] * len(seen)
         owners += [k] * (2 + len(seen))
-    image = _light(rng, canvas.image)
+    image = light(rng, canvas.image, brightness=(0.8, 1.2), gradient=(0.0, 0.5))
     scale_xy = np.array([width, height], np.float64)
     return {
         "image": image,
@@ -398,25 +398,6 @@ def _leaf(rng, canvas: _Canvas, scale: float) -> None:
     green = np.array([rng.uniform(0.16, 0.4), rng.uniform(0.36, 0.58), rng.uniform(0.08, 0.22)], np.float32)
     canvas.stroke(np.array(points), widths, green)
     canvas.stroke(np.array(points), widths * 0.12, _clip(green * 1.25, 0, 1))
-
-
-def _light(rng, image: np.ndarray) -> np.ndarray:
-    """Lighting over the whole image (a brightness, a gradient in one direction, a colour cast), then grey grain
-    of +-2% and rounding to 8 bits."""
-    height, width = image.shape[:2]
-    cos, sin = (np.float32(t) for t in cos_sin(int(rng.integers(360))))
-    x = (np.arange(width, dtype=np.float32) + 0.5) / width - np.float32(0.5)
-    y = (np.arange(height, dtype=np.float32) + 0.5) / height - np.float32(0.5)
-    gradient = cos * x[None, :] + sin * y[:, None]
-    light = np.float32(rng.uniform(0.8, 1.2)) * (1 + np.float32(rng.uniform(0.0, 0.5)) * gradient)
-    cast = (255 * (1 + rng.uniform(-0.06, 0.06, 3))).astype(np.float32)
-    grain = rng.random((height, width), dtype=np.float32)
-    grain *= np.float32(0.04 * 255)
-    grain += np.float32(0.5 - 0.02 * 255)  # +-2% of grey grain, and a half for the rounding below
-    lit = image * light[..., None]
-    lit *= cast
-    lit += grain[..., None]
-    return _clip(lit, 0, 255).astype(np.uint8)
 
 
 def _clip(values, low, high):
