@@ -21,10 +21,10 @@ with the weight, 0.205), so at this budget the weight is what makes peaks rise.
 
 Measured (seed 0, `time python recipes/hourglass.py`): at the defaults, 24 epochs, 2 stacks reach a **test PCK@0.05
 of 0.931** (precision 0.601, recall 0.803 within 3 px) in 50 min 20 s, its first 10 epochs sharing the cores with
-the test suite (alone, an epoch took 78 s: about 33 min in all). At 12 epochs, run side by side, 2 stacks reached
-0.863 (0.249, 0.525) and 1 stack 0.858 (0.241, 0.500): the second stack helps a little at the same budget, as in
-Newell et al.'s Table 2; 1 stack at 24 epochs is not measured yet. The remaining errors are corners found along
-curved edges and shapes' centres found twice.
+the test suite (alone, an epoch took 78 s: about 33 min in all); `--stacks 1`, alone, 0.925 (0.598, 0.793) in 19 min
+58 s. Two stacks beat one at the same epochs, narrowly, as in Newell et al.'s Table 2 (at 12 epochs: 0.863 against
+0.858), for about 1.6 times the compute an epoch. The remaining errors are corners found along curved edges and
+shapes' centres found twice.
 
     python recipes/hourglass.py                          # shapes, writes saved_models/hourglass/
     python recipes/hourglass.py --stacks 1 --out saved_models/hourglass_1stack
