@@ -281,7 +281,9 @@ def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) ->
     loss does not depend on the order of the true instances. `match_loss` is the mean over the matched pairs of
     1 - soft IoU (0 for an image with no instance); the paper maximises the sum of the matched IoUs, and the mean
     weighs an image of 3 leaves as one of 20. `stop_loss` is the binary cross-entropy of each step's confidence
-    against "an instance remains", t < count, averaged over the T steps (the paper sums it).
+    against "an instance remains", t < count, averaged over the T steps (the paper sums it). `pixel_loss` is not
+    the paper's: the per-pixel binary cross-entropy of each matched step's mask against its leaf, averaged over the
+    pixels and the matched pairs, which `RecurrentInstanceTrainer` can add (its `pixel_weight`).
 
     Args:
         target_masks: (B, N, H, W) true masks (uint8 or float), rows at and past each image's count zero.
@@ -290,14 +292,24 @@ def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) ->
         confidence_logits: (B, T) the confidences' logits.
 
     Returns:
-        {"match_loss", "stop_loss"}: float32 scalars, differentiable in `masks` and `confidence_logits`.
+        {"match_loss", "stop_loss", "pixel_loss"}: float32 scalars, differentiable in `masks` and
+        `confidence_logits`.
     """
     counts = tf.cast(tf.reshape(counts, [-1]), tf.int32)
     iou, steps = matched_soft_iou(tf.cast(masks, tf.float32), target_masks, counts)
     matched = tf.cast(steps >= 0, tf.float32)
     pairs = tf.reduce_sum(matched, axis=1)
     match = tf.reduce_sum((1.0 - iou) * matched, axis=1) / tf.maximum(pairs, 1.0)
+    picked = tf.gather(tf.cast(masks, tf.float32), tf.maximum(steps, 0), batch_dims=1)  # (B, N, H, W)
+    crossentropy = tf.reduce_mean(
+        keras.losses.binary_crossentropy(tf.cast(target_masks, tf.float32)[..., None], picked[..., None]), axis=[2, 3]
+    )
+    pixel = tf.reduce_sum(crossentropy * matched, axis=1) / tf.maximum(pairs, 1.0)
     logits = tf.cast(confidence_logits, tf.float32)
     remains = tf.cast(tf.range(tf.shape(logits)[1])[None, :] < counts[:, None], tf.float32)
     stop = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=remains, logits=logits), axis=1)
-    return {"match_loss": tf.reduce_mean(match), "stop_loss": tf.reduce_mean(stop)}
+    return {
+        "match_loss": tf.reduce_mean(match),
+        "stop_loss": tf.reduce_mean(stop),
+        "pixel_loss": tf.reduce_mean(pixel),
+    }

@@ -25,6 +25,7 @@ def fit_instance_segmenter(
     data: Data,
     model_kwargs: dict | None = None,
     stop_weight: float = 1.0,
+    pixel_weight: float = 0.0,
     config: dict | None = None,
     callbacks=(),
 ) -> Run:
@@ -36,6 +37,7 @@ def fit_instance_segmenter(
         model_kwargs: keywords of the builder beside `input_shape` (which is the data's): `max_instances`,
             `encoder_filters`, `lstm_filters`, ...
         stop_weight: the weight of the stopping loss.
+        pixel_weight: the weight of the matched masks' per-pixel cross-entropy (`RecurrentInstanceTrainer`).
         config: more facts for config.json.
         callbacks: more Keras callbacks, given the trainer.
 
@@ -50,7 +52,7 @@ def fit_instance_segmenter(
     test = pipeline(data.test, batch_size=opts.batch_size, training=False)
 
     def build_model() -> keras.Model:
-        trainer = RecurrentInstanceTrainer(build(MODEL, **kwargs), stop_weight=stop_weight)
+        trainer = RecurrentInstanceTrainer(build(MODEL, **kwargs), stop_weight=stop_weight, pixel_weight=pixel_weight)
         trainer.compile(optimizer=keras.optimizers.Adam(opts.lr))
         return trainer
 
@@ -70,7 +72,9 @@ def fit_instance_segmenter(
         export_model=lambda trainer: trainer.segmenter,
         evaluate_test=evaluate,
         config={
-            **run_config(MODEL, kwargs=recorded, data=data, trainer={"stop_weight": stop_weight}),
+            **run_config(
+                MODEL, kwargs=recorded, data=data, trainer={"stop_weight": stop_weight, "pixel_weight": pixel_weight}
+            ),
             **(config or {}),
         },
     )

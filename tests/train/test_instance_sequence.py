@@ -40,7 +40,7 @@ def test_the_run_folder_holds_the_segmenter_and_its_leaf_scores(run):
         assert np.isfinite(metrics[name]), name
     assert 0 <= metrics["test_sbd"] <= 1 and metrics["test_abs_dic"] >= 0
     history = [line.split(",") for line in (run.path / "history.csv").read_text().splitlines()]
-    assert {"loss", "match_loss", "stop_loss", "val_loss"} <= set(history[0])
+    assert {"loss", "match_loss", "stop_loss", "pixel_loss", "val_loss"} <= set(history[0])
 
 
 def test_the_run_exports_with_parity(run, tmp_path):

@@ -175,7 +175,15 @@ def _stack(tensors: list, *, name: str):
 @keras.saving.register_keras_serializable(package="kapps")
 class RecurrentInstanceTrainer(keras.Model):
     """Trains a `recurrent_instance_segmenter` on `recurrent_instance_losses`: `match_loss + stop_weight *
-    stop_loss`, minimised by the compiled optimizer.
+    stop_loss + pixel_weight * pixel_loss`, minimised by the compiled optimizer.
+
+    The pixel term is not the paper's and is off by default (`pixel_weight=0`). Why it is offered: at the start
+    every mask is near 0.5 everywhere and a leaf's soft IoU I / U is near 0.01, so its gradient is 1 / U on each
+    leaf pixel and only -I / U^2 on each other pixel, and raising every pixel raises the IoU. Measured: on one
+    batch of two images (16x16, 40 steps of Adam 1e-2) `match_loss` fell from 0.83 to 0.75 on the paper's terms
+    and to 0.54 with `pixel_weight=1`; on 64x64 rosettes (6 epochs of 20 steps of 16, Adam 2e-3) neither lowered
+    it within that budget: 0.989 to 0.987 on the paper's terms (the masks rose to 0.5-0.7 everywhere), 0.994
+    with the pixel term (the masks fell to 0 everywhere, leaves being 2-5% of the pixels).
 
     A step takes images and the targets of every instance source (`kapps.data.load_instances`): `{"masks": (B, N,
     H, W), "count": (B,), ...}`. The metrics are `loss`, `match_loss` and `stop_loss`. Calling the trainer runs the
@@ -184,17 +192,21 @@ class RecurrentInstanceTrainer(keras.Model):
     Args:
         segmenter: the model to train.
         stop_weight: the weight of the stopping loss (the paper's lambda).
+        pixel_weight: the weight of the matched masks' per-pixel cross-entropy.
     """
 
-    TERMS = ("match_loss", "stop_loss")
+    TERMS = ("match_loss", "stop_loss", "pixel_loss")
 
-    def __init__(self, segmenter: keras.Model, *, stop_weight: float = 1.0, **kwargs):
+    def __init__(self, segmenter: keras.Model, *, stop_weight: float = 1.0, pixel_weight: float = 0.0, **kwargs):
         kwargs.setdefault("name", f"{segmenter.name}_trainer")
         super().__init__(**kwargs)
         if not isinstance(stop_weight, (int, float)) or isinstance(stop_weight, bool) or stop_weight < 0:
             raise ValueError(f"stop_weight must be a non-negative number. Received: stop_weight={stop_weight!r}")
+        if not isinstance(pixel_weight, (int, float)) or isinstance(pixel_weight, bool) or pixel_weight < 0:
+            raise ValueError(f"pixel_weight must be a non-negative number. Received: pixel_weight={pixel_weight!r}")
         self.segmenter = segmenter
         self.stop_weight = float(stop_weight)
+        self.pixel_weight = float(pixel_weight)
         self.steps = keras.Model(
             segmenter.input,
             {
@@ -223,7 +235,8 @@ class RecurrentInstanceTrainer(keras.Model):
         terms = recurrent_instance_losses(
             targets["masks"], targets["count"], outputs["masks"], outputs["confidence_logits"]
         )
-        return {"loss": terms["match_loss"] + self.stop_weight * terms["stop_loss"], **terms}
+        total = terms["match_loss"] + self.stop_weight * terms["stop_loss"] + self.pixel_weight * terms["pixel_loss"]
+        return {"loss": total, **terms}
 
     def train_step(self, data):
         images, targets = data[0], data[1]  # (x, y) from a dataset, (x, y, None) from train_on_batch
@@ -249,6 +262,7 @@ class RecurrentInstanceTrainer(keras.Model):
             **super().get_config(),
             "segmenter": keras.saving.serialize_keras_object(self.segmenter),
             "stop_weight": self.stop_weight,
+            "pixel_weight": self.pixel_weight,
         }
 
     @classmethod
