@@ -54,6 +54,7 @@ from kapps.train.generative import (
     fall_ratio,
     generate,
     load_judge,
+    tanh_range,
     train_judge,
     write_grid,
 )
@@ -111,7 +112,7 @@ def main(
     real, real_test = real * 2 - 1, real_test * 2 - 1
     train = kapps.data.pipeline(
         data.train, batch_size=opts.batch_size, training=True, seed=opts.seed, drop_remainder=True
-    ).map(lambda images, labels: images * 2 - 1)
+    ).map(tanh_range)
     batches = data.sizes["train"] // opts.batch_size  # whole batches only: batch norm on a few leftovers is noise
     if batches < 1:
         raise OptionError(f"--batch-size {opts.batch_size} is larger than the {data.sizes['train']} training images.")

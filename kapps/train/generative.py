@@ -132,6 +132,11 @@ class GeneratorProgress(keras.callbacks.Callback):
         plot_curves(self.rows, self.folder / "plots" / "curves.png", title=self.folder.name)
 
 
+def tanh_range(images, labels):
+    """A batch of labelled images in [0, 1] as a GAN trains on them: the images alone, in [-1, 1] (tanh's range)."""
+    return images * 2.0 - 1.0
+
+
 def generate(generator: keras.Model, noise: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """The generator's images (inference mode) of `noise`, in batches."""
     return np.concatenate(
