@@ -73,14 +73,14 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
 @kapps.train.recipe_command(
     name="gan",
     help="Train a DCGAN on digits (default, offline), tfds:mnist or tfds:fashion_mnist, judged by a LeNet-5.",
-    epochs=40,
-    batch_size=64,
+    epochs=80,
+    batch_size=32,
     lr=2e-4,
     data="digits",
 )
 @click.option("--image-size", type=int, default=32, help="Side of the images (halved down to 4 or 7: 28, 32, 64).")
 @click.option("--latent-dim", type=int, default=100, help="Size of the noise vector (the paper's 100).")
-@click.option("--base-filters", type=int, default=32, help="Width of the largest hidden map; doubles per step.")
+@click.option("--base-filters", type=int, default=64, help="Width of the largest hidden map; doubles per step.")
 @click.option("--judge", "judge_path", default=None, help="A LeNet-5 run folder or .keras file to judge with.")
 @click.option("--judge-epochs", type=int, default=60, help="Epochs of the judge trained when --judge is not given.")
 def main(

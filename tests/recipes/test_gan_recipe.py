@@ -145,7 +145,7 @@ def test_the_run_exports_with_parity_and_predicts_on_noise(run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--image-size", "30"], "error: These options do not make a DCGAN: image_shape's height and width must halve"),
+        (["--image-size", "6"], "error: These options do not make a DCGAN: image_shape's height and width must halve"),
         (["--latent-dim", "0"], "error: These options do not make a DCGAN: --latent-dim and --base-filters must be"),
         (["--judge-epochs", "0"], "error: --judge-epochs must be a positive whole number, not 0."),
         (["--batch-size", "5000"], "error: --batch-size 5000 is larger than the 1257 training images."),
