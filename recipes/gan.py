@@ -31,7 +31,12 @@ sizes) and the judge's confident share on real test digits. model.keras is the g
     python -c "import numpy as np; np.save('z.npy', np.random.default_rng(0).standard_normal(100))"
     kapps predict saved_models/gan z.npy                 # predictions/z.png, the generated digit
 
-Measured: not yet with the defaults (see the README).
+Measured: not yet with the defaults. While tuning on a machine loaded 3-4 times over (seed 0, the judge's test
+accuracy 100% and 98.6% of real test digits read with confidence >= 0.9): width 32, batch 32, 30 epochs took the
+distance from 412 to 26.5 (15.6x; the real test digits are at 3.0 from the training digits), 70.0% of the samples
+confident, the rarest digit 4.4%, and was still improving; width 64 was ahead at the same step (epoch 6: 47.6 and 66%
+against 71.1 and 59%), for about 2.7 times the CPU an epoch (~10 s of CPU at width 64), so the defaults are width 64
+for 80 epochs: about 8-11 minutes on two quiet cores, the judge's ~40 s of CPU included.
 """
 
 from __future__ import annotations
