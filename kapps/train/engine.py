@@ -8,15 +8,17 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import kapps
+from kapps.data.sharding import is_worker_share
 from kapps.errors import OptionError
 from kapps.train.backup import Backup
-from kapps.train.distribute import make_strategy
+from kapps.train.distribute import distribute_input, fit_keras_to_cluster, is_chief, make_strategy, worker_count
 from kapps.train.options import TrainOptions
 from kapps.train.precision import precision_policy, resolve_precision
 from kapps.viz import plot_curves
@@ -135,12 +137,72 @@ def fit(
     _check_arguments(
         val=val, loss=loss, loss_weights=loss_weights, metrics=metrics, optimizer=optimizer, monitor=monitor, mode=mode
     )
-    out = _prepare_folder(Path(opts.out), resume=opts.resume)
-    seed_everything(opts.seed, deterministic=opts.deterministic)
+    run_folder = Path(opts.out)
     strategy = make_strategy(opts.strategy)
+    chief = is_chief(strategy)
+    # A worker that is not the chief writes what the chief writes, to a temporary folder removed at the end, and
+    # reads the chief's backup: the run folder is written once, by the chief.
+    out = _prepare_folder(run_folder if chief else Path(tempfile.mkdtemp(prefix="kapps-worker-")), resume=opts.resume)
+    try:
+        return _fit(
+            opts,
+            out=out,
+            run_folder=run_folder,
+            strategy=strategy,
+            chief=chief,
+            build_model=build_model,
+            train=train,
+            train_steps=train_steps,
+            val=val,
+            test=test,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=metrics,
+            optimizer=optimizer,
+            monitor=monitor,
+            mode=mode,
+            config=config,
+            evaluate_each_epoch=evaluate_each_epoch,
+            callbacks=callbacks,
+            export_model=export_model,
+            evaluate_test=evaluate_test,
+        )
+    finally:
+        if not chief:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _fit(
+    opts: TrainOptions,
+    *,
+    out: Path,
+    run_folder: Path,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    build_model,
+    train,
+    train_steps,
+    val,
+    test,
+    loss,
+    loss_weights,
+    metrics,
+    optimizer,
+    monitor,
+    mode,
+    config,
+    evaluate_each_epoch,
+    callbacks,
+    export_model,
+    evaluate_test,
+) -> Run:
+    seed_everything(opts.seed, deterministic=opts.deterministic)
     policy = resolve_precision(opts.precision, strategy=strategy)
-    backup = Backup(out / BACKUP_DIR)
-    initial_epoch = backup.finished_epochs()
+    if chief:
+        backup = Backup(out / BACKUP_DIR)
+    else:  # restores from the chief's backup (the run folder on storage every worker reads), writes none
+        backup = Backup(run_folder / BACKUP_DIR if opts.resume else out / BACKUP_DIR, writes=False)
+    initial_epoch = _agreed_epoch(strategy, backup.finished_epochs(), run_folder=run_folder)
     resuming = initial_epoch > 0
     if resuming:
         _drop_history_after(out / HISTORY_FILE, epochs=initial_epoch)
@@ -158,7 +220,7 @@ def fit(
     self_compiled = loss is None
     _metrics = dict(metrics) if isinstance(metrics, dict) else list(metrics)
     with precision_policy(policy), strategy.scope():
-        model = build_model()
+        model = fit_keras_to_cluster(build_model(), strategy)
         _check_compiled(model, self_compiled=self_compiled)
         if not self_compiled:
             model.compile(
@@ -176,7 +238,7 @@ def fit(
                 checkpoint_file,
                 monitor=monitor,
                 mode=mode,
-                initial=_best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None,
+                initial=_best_in_history(run_folder / HISTORY_FILE, monitor, mode) if resuming else None,
             ),
         ]
     all_callbacks = [
@@ -192,24 +254,34 @@ def fit(
     ]
     start = time.perf_counter()
     model.fit(
-        backup.replay(train, steps_per_epoch=train_steps),
+        distribute_input(
+            strategy, backup.replay(train, steps_per_epoch=train_steps * _batches_a_step(strategy, train))
+        ),
         validation_data=val,
         epochs=opts.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=train_steps,
         callbacks=all_callbacks,
         shuffle=False,  # the pipeline shuffles
-        verbose=2,
+        verbose=2 if chief else 0,  # one log of the epochs, the chief's
     )
     seconds = time.perf_counter() - start
-    if monitor is None or not checkpoint_file.exists():  # the last epoch, or no epoch improved on the resumed best
+    if monitor is None:
         _save_atomically(model, checkpoint_file)
+    elif not checkpoint_file.exists():
+        # No epoch of this session beat the best kept before a resume: a worker keeps that one, from the chief.
+        kept = run_folder / checkpoint_file.name
+        if kept.exists():
+            checkpoint_file = kept
+        else:
+            _save_atomically(model, checkpoint_file)
     with strategy.scope():
         # The optimizer's state is of no use for testing; loading without compiling skips restoring it.
         best = keras.saving.load_model(checkpoint_file, compile=False, safe_mode=True)
         if export_model:
             best = export_model(best)
             _save_atomically(best, out / MODEL_FILE)
+        fit_keras_to_cluster(best, strategy)
         if evaluate_test is not None:
             test_metrics = evaluate_test(best)
         elif test is None:
@@ -230,8 +302,39 @@ def fit(
         "train_seconds_this_session": round(seconds, 2),
     }
     _write_json(out / METRICS_FILE, run_metrics)
-    plot_curves(history, out / "plots" / "curves.png", title=out.name)
-    return Run(path=out, model=best, metrics=run_metrics, history=history)
+    plot_curves(history, out / "plots" / "curves.png", title=run_folder.name)
+    return Run(path=run_folder, model=best, metrics=run_metrics, history=history)
+
+
+def _batches_a_step(strategy: tf.distribute.Strategy, train) -> int:
+    """Batches one training step takes from `train`: one global batch, or, from a worker's own share of a file
+    source, one batch for each of the worker's replicas."""
+    return strategy.num_replicas_in_sync // worker_count(strategy) if is_worker_share(train) else 1
+
+
+def _agreed_epoch(strategy: tf.distribute.Strategy, epoch: int, *, run_folder: Path) -> int:
+    """`epoch`, the epoch this process resumes at, once every worker of a multi-worker run found the same one.
+
+    Workers that disagreed would train different numbers of epochs and the first to finish would leave the others
+    waiting in a collective step; they stop instead, all of them, with one sentence.
+    """
+    if worker_count(strategy) == 1:
+        return epoch
+
+    def this_worker():
+        return tf.constant([epoch], tf.int64)
+
+    @tf.function(autograph=False)
+    def every_worker():
+        return strategy.gather(strategy.run(this_worker), axis=0)
+
+    found = every_worker().numpy()
+    if found.min() != found.max():
+        raise OptionError(
+            f"The workers found backups of different epochs ({found.min()} and {found.max()}) in "
+            f"{str(run_folder)!r}: the run folder must be on storage every worker reads."
+        )
+    return epoch
 
 
 def _evaluate(model: keras.Model, test: tf.data.Dataset) -> dict:

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import error_line
+from tests.recipes.conftest import assert_refused, invoke_recipe
 
 # Python that knows its worker's index as `i`.
 INDEX = "import json, os, signal, sys, time; i = json.loads(os.environ['TF_CONFIG'])['task']['index']; "
@@ -106,3 +107,24 @@ def test_free_ports_are_distinct_and_free():
     for port in ports:
         with socket.socket() as s:
             s.bind((local_cluster.HOST, port))
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        ("{", "error: TF_CONFIG is not valid JSON."),
+        ('{"cluster": {}}', 'error: TF_CONFIG must hold {"cluster": {"worker": [...]}'),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "evaluator", "index": 0}}',
+            "error: TF_CONFIG's task type 'evaluator' is not a chief or worker of its cluster.",
+        ),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+            "error: TF_CONFIG's task index 1 is not one of its cluster's 1 worker tasks.",
+        ),
+    ],
+)
+def test_a_recipe_refuses_a_malformed_tf_config(tf_config, message, empty_cwd, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    result = invoke_recipe("lenet5", "--strategy", "multi-worker", "--epochs", "1")
+    assert_refused(result, message, cwd=empty_cwd)
