@@ -46,6 +46,7 @@ def _first_examples(ds, count: int) -> list[int]:
 
 def test_a_folder_is_read_by_file_in_training(numbered_folder, worker):
     data = kapps.data.load(numbered_folder, image_size=(8, 8), seed=0)
+    assert_shared_by_file(data)
     train_numbers = sorted(_numbers(kapps.data.base.as_arrays(data.train)[0]))
     assert len(train_numbers) == data.sizes["train"] == 28
     shares = []
@@ -96,3 +97,16 @@ def test_one_process_reads_everything(numbered_folder):
 def test_places_out_of_range():
     with pytest.raises(ValueError, match="index must be in"):
         set_input_workers(2, 2, replicas=2)
+
+
+def assert_shared_by_file(data, *, workers: int = 2) -> None:
+    """`data.worker_train` gives each of `workers` workers its own examples of the training split, all of them
+    once between them (examples told apart by their image's bytes)."""
+
+    def images(ds) -> list[bytes]:
+        return [np.asarray(example[0]).tobytes() for example in ds.as_numpy_iterator()]
+
+    everything = images(data.train)
+    shares = [images(data.worker_train(workers, index)) for index in range(workers)]
+    assert all(shares) and len(everything) == data.sizes["train"]
+    assert sorted(sum(shares, [])) == sorted(everything)
