@@ -27,8 +27,9 @@ class Data:
         class_names: one name per class; `num_classes` is its length.
         sizes: number of examples in each split.
         worker_train: for a source of files, `(count, index) -> dataset`: the training split of worker `index` of
-            `count` in multi-worker training, read from every `count`-th file only (see `kapps.data.sharding`);
-            None for a source that every worker reads whole.
+            `count` in multi-worker training, read from its own share of the files only (see
+            `kapps.data.sharding`), or None when the files do not go round the workers; None for a source that
+            every worker reads whole.
     """
 
     spec: str

@@ -107,9 +107,10 @@ def splits(
     (`kapps.data.sharding`); every other split and source is sharded by data.
     """
     count, index = input_workers()
-    if count > 1 and data.worker_train is not None:
+    share = data.worker_train(count, index) if count > 1 and data.worker_train is not None else None
+    if share is not None:
         train = pipeline(
-            data.worker_train(count, index),
+            share,
             batch_size=replica_batch_size(batch_size),
             training=True,
             augment=augment,

@@ -2,20 +2,23 @@
 
 Under `MultiWorkerMirroredStrategy` each worker process has its own input pipeline. kapps shards them two ways:
 
-- **by data**, for the embedded sources (digits, shapes, wheat, leaves...) and for `tfds:` sources: every worker
-  builds the same stream of global batches (same seed, so the same shuffle order and augmentation draws) and
-  tf.distribute keeps each worker's slice of every batch (`AutoShardPolicy.DATA`, which `kapps.data.pipeline`
-  sets). A step then sees exactly the global batch one process would see, so multi-worker training computes what
-  `MirroredStrategy` computes on one machine. The price is that every worker prepares every example; for data held
-  in memory and generated or decoded cheaply, that is little.
-- **by file**, for `folder:` sources in training: a worker reads and decodes only every N-th file of the training
-  split, since reading and decoding image files is the expensive part that sharding by data would repeat on every
-  worker. `kapps.data.splits` builds such a worker's stream from its files (`Data.worker_train`) in per-worker
-  batches (the global batch divided by the workers) and marks it with `AutoShardPolicy.OFF`; the engine gives it
-  to tf.distribute as the worker's own input, neither sharded nor re-batched again. Each step still trains on a
-  global batch, made of the workers' own shuffled shares. tf.data's own FILE policy would do the same for reader
-  datasets (TFRecord files), but a folder source reads files with `tf.io.read_file` inside a map, which tf.data
-  cannot shard by file itself.
+- **by data**, for the embedded sources (digits, shapes, wheat, leaves...): every worker builds the same stream of
+  global batches (same seed, so the same shuffle order and augmentation draws) and tf.distribute keeps each
+  worker's slice of every batch (`AutoShardPolicy.DATA`, which `kapps.data.pipeline` sets). A step then sees
+  exactly the global batch one process would see, so multi-worker training computes what `MirroredStrategy`
+  computes on one machine. The price is that every worker prepares every example; for data held in memory and
+  generated or decoded cheaply, that is little.
+- **by file**, for the training splits of `folder:` and `tfds:` sources: a worker reads and decodes only its own
+  share of the files (every N-th image file of a folder; its share of the TFRecord files of a tensorflow-datasets
+  split, which tfds deals out itself), since reading and decoding is the expensive part that sharding by data
+  would repeat on every worker. `kapps.data.splits` builds such a worker's stream from its files
+  (`Data.worker_train`) in per-replica batches (the global batch divided by the replicas of all workers) and marks
+  it with `AutoShardPolicy.OFF`; the engine gives it to tf.distribute as the worker's own input, neither sharded nor
+  re-batched again. Each step still trains on a global batch, made of the workers' own shuffled shares. A tfds
+  split with fewer files than workers (MNIST's training set is one file) is read by data. tf.data's own FILE policy
+  cannot do this here: kapps' training stream is an endless `flat_map` of epochs, which hides the reader datasets
+  from tf.data's auto-sharding, and a folder source reads its files with `tf.io.read_file` inside a map, which is
+  no reader dataset at all.
 
 Validation and test splits are always sharded by data, so their metrics are those of the whole split, the same on
 every worker.

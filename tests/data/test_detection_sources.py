@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.data.test_sharding import assert_shared_by_file
+from tests.data.shares import assert_shared_by_file
 
 WIDTH, HEIGHT = 64, 48
 

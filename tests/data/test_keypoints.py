@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.data.test_sharding import assert_shared_by_file
+from tests.data.shares import assert_shared_by_file
 
 CENTRE, CORNER = 0, 1
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.data.test_sharding import assert_shared_by_file
+from tests.data.shares import assert_shared_by_file
 
 # A 6x8 plant: leaf 7 (12 pixels), leaf 3 (8 pixels), leaf 9 (4 pixels); palette indices, not consecutive.
 LABELS = np.array(

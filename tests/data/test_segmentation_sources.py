@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tests.data.test_sharding import assert_shared_by_file
+from tests.data.shares import assert_shared_by_file
 
 
 def _examples(split) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -9,7 +9,10 @@ from kapps.errors import DataError
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
+
+from tests.data.shares import assert_shared_by_file
 
 DATA, OFF = tf.data.experimental.AutoShardPolicy.DATA, tf.data.experimental.AutoShardPolicy.OFF
 COUNT = 40  # images, each filled with its own grey level
@@ -99,14 +102,38 @@ def test_places_out_of_range():
         set_input_workers(2, 2, replicas=2)
 
 
-def assert_shared_by_file(data, *, workers: int = 2) -> None:
-    """`data.worker_train` gives each of `workers` workers its own examples of the training split, all of them
-    once between them (examples told apart by their image's bytes)."""
+class KappsShardedNumbers(tfds.core.GeneratorBasedBuilder):
+    """A tensorflow-datasets set written here, not downloaded: 40 training and 10 test images, each filled with its
+    own grey level, the training split in 4 TFRecord files."""
 
-    def images(ds) -> list[bytes]:
-        return [np.asarray(example[0]).tobytes() for example in ds.as_numpy_iterator()]
+    VERSION = tfds.core.Version("1.0.0")
+    # No source folder for checksums: finding one needs the importlib_resources backport, which nothing else needs.
+    code_path = None
 
-    everything = images(data.train)
-    shares = [images(data.worker_train(workers, index)) for index in range(workers)]
-    assert all(shares) and len(everything) == data.sizes["train"]
-    assert sorted(sum(shares, [])) == sorted(everything)
+    def _info(self):
+        features = {"image": tfds.features.Image(shape=(8, 8, 1)), "label": tfds.features.ClassLabel(num_classes=2)}
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict(features), supervised_keys=("image", "label")
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(0, 40), "test": self._generate_examples(40, 50)}
+
+    def _generate_examples(self, start, stop):
+        for i in range(start, stop):
+            yield i, {"image": np.full((8, 8, 1), 5 * i, np.uint8), "label": i % 2}
+
+
+def test_a_tfds_split_is_read_by_file_when_its_files_go_round(tmp_path, worker):
+    KappsShardedNumbers(data_dir=tmp_path).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=4)
+    )
+    data = kapps.data.load("tfds:kapps_sharded_numbers", data_dir=str(tmp_path), image_size=(8, 8))
+    assert data.sizes == {"train": 36, "val": 4, "test": 10}  # train[:90%] spans the 4 files
+    assert_shared_by_file(data)
+    worker(2, 1)
+    assert is_worker_share(kapps.data.splits(data, batch_size=8, seed=0).train)
+    # More workers than files: every worker reads the whole split, sharded by data.
+    assert data.worker_train(5, 0) is None
+    worker(5, 0)
+    assert not is_worker_share(kapps.data.splits(data, batch_size=10, seed=0).train)
