@@ -123,23 +123,33 @@ def _backed_up(out) -> int:
     return json.loads(state.read_text())["epochs"] if state.exists() else 0
 
 
-def test_a_killed_worker_stops_the_cluster_and_a_restart_resumes(cluster_run, tmp_path):
-    out = tmp_path / "run"
-    stdout, stderr = tmp_path / "killed.out", tmp_path / "killed.err"
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A cluster whose worker 1 was killed with SIGKILL once the chief had backed up an epoch: its run folder, the
+    workers' process ids, the launcher's exit status and what it printed."""
+    folder = tmp_path_factory.mktemp("killed")
+    out, stdout, stderr = folder / "run", folder / "launcher.out", folder / "launcher.err"
     with stdout.open("w") as out_file, stderr.open("w") as err_file:
         launcher = subprocess.Popen(_cluster_command(out), cwd=ROOT, env=ENV, stdout=out_file, stderr=err_file)
         _wait_for(lambda: _backed_up(out) >= 1, process=launcher, log=stdout)
         pids = {int(k): int(v) for k, v in re.findall(r"worker (\d) is process (\d+)", stdout.read_text())}
         os.kill(pids[1], signal.SIGKILL)  # in its second epoch, or later
-        assert launcher.wait(timeout=120) == 1
-    assert re.search(
-        r"^error: worker 1 was killed by SIGKILL.* the other workers were stopped\.$", stderr.read_text(), re.M
-    )
+        code = launcher.wait(timeout=120)
+    return out, pids, code, stderr.read_text()
+
+
+def test_a_killed_worker_stops_the_cluster(killed_run):
+    out, pids, code, stderr = killed_run
+    assert code == 1
+    assert re.search(r"^error: worker 1 was killed by SIGKILL.* the other workers were stopped\.$", stderr, re.M)
     with pytest.raises(ProcessLookupError):  # the chief was stopped, and reaped
         os.kill(pids[0], 0)
-    backed_up = _backed_up(out)
-    assert 1 <= backed_up < EPOCHS
+    assert 1 <= _backed_up(out) < EPOCHS
 
+
+def test_the_cluster_started_again_resumes_from_the_last_finished_epoch(killed_run, cluster_run):
+    out = killed_run[0]
+    backed_up = _backed_up(out)
     resumed = subprocess.run(_cluster_command(out), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"[worker 0] Epoch {backed_up + 1}/{EPOCHS}" in resumed.stdout
