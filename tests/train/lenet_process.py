@@ -96,14 +96,16 @@ if __name__ == "__main__":
     parser.add_argument("--mode", default="min")
     parser.add_argument("--logical-cpus", type=int, default=1)
     parser.add_argument("--show-tmpdir", action="store_true", help="Print what the temporary folder holds at the end.")
+    parser.add_argument("--folder-per-worker", action="store_true", help="Train in OUT/worker<index>: no shared run.")
     args = parser.parse_args()
     if args.strategy == "multi-worker":
         kapps.train.make_strategy("multi-worker")  # before anything runs in TensorFlow
     if args.logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    out = Path(args.out) / f"worker{input_workers()[1]}" if args.folder_per_worker else Path(args.out)
     train(
-        Path(args.out),
+        out,
         epochs=args.epochs,
         steps=args.steps,
         lr=args.lr,

@@ -162,3 +162,26 @@ def test_the_cluster_started_again_resumes_from_the_last_finished_epoch(killed_r
     got = _final_state(out / FINAL_STATE)
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_workers_that_do_not_share_the_run_folder_stop_at_once(tmp_path):
+    """Each worker trains in a folder of its own, as on machines whose --out is not shared storage, and only the
+    chief's holds a backup: the workers would resume at different epochs, so they stop, all of them, in one step
+    rather than wait for each other in a collective."""
+    (tmp_path / "worker0" / "backup").mkdir(parents=True)
+    (tmp_path / "worker0" / "backup" / "state.json").write_text(json.dumps({"epochs": 1}))
+    result = subprocess.run(
+        _cluster_command(tmp_path, "--folder-per-worker"),
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    # The first worker to stop says why (the launcher may stop the other before it does); none waited for a peer.
+    first = re.search(r"^error: worker (\d) exited with status 1 after", result.stderr, re.M)
+    assert first, result.stderr[-3000:]
+    message = "OptionError: The workers found backups of different epochs (0 and 1) in "
+    assert f"[worker {first.group(1)}] kapps.errors.{message}" in result.stderr
+    assert not (tmp_path / "worker1" / "history.csv").exists()  # no epoch was trained
