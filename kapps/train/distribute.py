@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from kapps.data.sharding import is_worker_share, set_input_workers
 from kapps.errors import OptionError
@@ -16,6 +20,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 # A process holds one MultiWorkerMirroredStrategy: it configures the collective ops of TensorFlow's context, which
 # can be done once, before the context starts.
 _multi_worker: tf.distribute.MultiWorkerMirroredStrategy | None = None
+_stand_ins: dict[Path, Path] = {}
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
@@ -72,6 +77,24 @@ def worker_count(strategy: tf.distribute.Strategy) -> int:
         return 1
     cluster = resolver.cluster_spec().as_dict()
     return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+
+
+def output_folder(run_folder: str | Path) -> Path:
+    """The folder where this process writes the files of the run folder `run_folder`.
+
+    That is `run_folder` itself, but for a worker of a multi-worker run that is not the chief: it computes what the
+    chief computes, and writes it to a temporary stand-in of its own, one per run folder, removed when the process
+    ends; so the run folder is written once, by the chief. Paths that name a run (the `--out` of a sub-run such as
+    a pre-training phase, a backup to restore) stay the run folder's.
+    """
+    run_folder = Path(run_folder)
+    if _multi_worker is None or is_chief(_multi_worker):
+        return run_folder
+    key = run_folder.absolute()
+    if key not in _stand_ins:
+        _stand_ins[key] = Path(tempfile.mkdtemp(prefix="kapps-worker-"))
+        atexit.register(shutil.rmtree, _stand_ins[key], ignore_errors=True)
+    return _stand_ins[key]
 
 
 def distribute_input(strategy: tf.distribute.Strategy, dataset):

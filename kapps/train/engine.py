@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,14 @@ import kapps
 from kapps.data.sharding import is_worker_share
 from kapps.errors import OptionError
 from kapps.train.backup import Backup
-from kapps.train.distribute import distribute_input, fit_keras_to_cluster, is_chief, make_strategy, worker_count
+from kapps.train.distribute import (
+    distribute_input,
+    fit_keras_to_cluster,
+    is_chief,
+    make_strategy,
+    output_folder,
+    worker_count,
+)
 from kapps.train.options import TrainOptions
 from kapps.train.precision import precision_policy, resolve_precision
 from kapps.viz import plot_curves
@@ -37,7 +43,12 @@ BACKUP_DIR = "backup"
 
 @dataclass
 class Run:
-    """A finished run: its folder, its best model and its test metrics."""
+    """A finished run: its folder, its best model and its test metrics.
+
+    `path` is where this process wrote the run: the run folder (`--out`), or, for a worker of a multi-worker run
+    that is not the chief, the stand-in folder of `kapps.train.distribute.output_folder`, so that what a recipe
+    writes into `path` after training (plots of test predictions) is written once too.
+    """
 
     path: Path
     model: keras.Model
@@ -140,62 +151,9 @@ def fit(
     run_folder = Path(opts.out)
     strategy = make_strategy(opts.strategy)
     chief = is_chief(strategy)
-    # A worker that is not the chief writes what the chief writes, to a temporary folder removed at the end, and
-    # reads the chief's backup: the run folder is written once, by the chief.
-    out = _prepare_folder(run_folder if chief else Path(tempfile.mkdtemp(prefix="kapps-worker-")), resume=opts.resume)
-    try:
-        return _fit(
-            opts,
-            out=out,
-            run_folder=run_folder,
-            strategy=strategy,
-            chief=chief,
-            build_model=build_model,
-            train=train,
-            train_steps=train_steps,
-            val=val,
-            test=test,
-            loss=loss,
-            loss_weights=loss_weights,
-            metrics=metrics,
-            optimizer=optimizer,
-            monitor=monitor,
-            mode=mode,
-            config=config,
-            evaluate_each_epoch=evaluate_each_epoch,
-            callbacks=callbacks,
-            export_model=export_model,
-            evaluate_test=evaluate_test,
-        )
-    finally:
-        if not chief:
-            shutil.rmtree(out, ignore_errors=True)
-
-
-def _fit(
-    opts: TrainOptions,
-    *,
-    out: Path,
-    run_folder: Path,
-    strategy: tf.distribute.Strategy,
-    chief: bool,
-    build_model,
-    train,
-    train_steps,
-    val,
-    test,
-    loss,
-    loss_weights,
-    metrics,
-    optimizer,
-    monitor,
-    mode,
-    config,
-    evaluate_each_epoch,
-    callbacks,
-    export_model,
-    evaluate_test,
-) -> Run:
+    # A worker that is not the chief writes what the chief writes to a stand-in folder, removed when its process
+    # ends, and reads the chief's backup: the run folder is written once, by the chief.
+    out = _prepare_folder(run_folder if chief else output_folder(run_folder), resume=opts.resume)
     seed_everything(opts.seed, deterministic=opts.deterministic)
     policy = resolve_precision(opts.precision, strategy=strategy)
     if chief:
@@ -303,7 +261,7 @@ def _fit(
     }
     _write_json(out / METRICS_FILE, run_metrics)
     plot_curves(history, out / "plots" / "curves.png", title=run_folder.name)
-    return Run(path=run_folder, model=best, metrics=run_metrics, history=history)
+    return Run(path=out, model=best, metrics=run_metrics, history=history)
 
 
 def _batches_a_step(strategy: tf.distribute.Strategy, train) -> int:

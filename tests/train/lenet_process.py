@@ -10,6 +10,7 @@ TensorFlow first lists its devices, so before anything in this process trains, o
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import tempfile
 from pathlib import Path
@@ -98,6 +99,8 @@ if __name__ == "__main__":
     parser.add_argument("--show-tmpdir", action="store_true", help="Print what the temporary folder holds at the end.")
     parser.add_argument("--folder-per-worker", action="store_true", help="Train in OUT/worker<index>: no shared run.")
     args = parser.parse_args()
+    if args.show_tmpdir:  # registered first, so it runs last, after the engine removed its stand-in folders
+        atexit.register(lambda: print(f"temporary folder holds: {sorted(os.listdir(tempfile.gettempdir()))}"))
     if args.strategy == "multi-worker":
         kapps.train.make_strategy("multi-worker")  # before anything runs in TensorFlow
     if args.logical_cpus > 1:
@@ -115,5 +118,3 @@ if __name__ == "__main__":
         strategy=args.strategy,
         mode=args.mode,
     )
-    if args.show_tmpdir:
-        print(f"temporary folder holds: {sorted(os.listdir(tempfile.gettempdir()))}")
