@@ -2,8 +2,9 @@
 
     python -m kapps.train.local_cluster --workers 2 -- python recipes/lenet5.py --strategy multi-worker
 
-starts the command once per worker, each with the `TF_CONFIG` that tells `tf.distribute.MultiWorkerMirroredStrategy`
-its cluster and its place in it: every worker at `127.0.0.1` on a free port, worker 0 the chief. On real machines
+starts the command once per worker (the `--` may be left out: everything from the command's first word on is the
+command's), each with the `TF_CONFIG` that tells `tf.distribute.MultiWorkerMirroredStrategy` its cluster and its
+place in it: every worker at `127.0.0.1` on a free port, worker 0 the chief. On real machines
 the same recipe runs with `TF_CONFIG` set by the cluster (see the README's "More than one machine"); this is a
 convenience over that protocol, not a scheduler.
 
@@ -91,7 +92,7 @@ def run_cluster(command: Sequence[str], *, workers: int, threads: int | None = N
         OptionError: no command, fewer than one worker or thread, or a program that cannot be started.
     """
     if not command:
-        raise OptionError("Give the command each worker runs after --, e.g. -- python recipes/lenet5.py.")
+        raise OptionError("Give the command each worker runs, e.g. python recipes/lenet5.py --strategy multi-worker.")
     if workers < 1:
         raise OptionError(f"--workers must be at least 1, not {workers}.")
     threads = default_threads(workers) if threads is None else threads
@@ -220,8 +221,9 @@ def _describe(code: int) -> str:
 @click.command(
     name="local_cluster",
     cls=Command,
-    context_settings={"show_default": True, "help_option_names": ["-h", "--help"]},
-    help="Run COMMAND as WORKERS workers of one multi-worker cluster on this machine (put -- before COMMAND).",
+    # Everything from the command's first word on is the command's, options included (-- may come before it).
+    context_settings={"show_default": True, "help_option_names": ["-h", "--help"], "allow_interspersed_args": False},
+    help="Run COMMAND as WORKERS workers of one multi-worker cluster on this machine.",
 )
 @click.option("--workers", type=int, default=2, help="Number of worker processes.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads per worker [default: CPUs / workers].")

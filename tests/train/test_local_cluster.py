@@ -83,7 +83,7 @@ def test_a_worker_killed_by_a_signal_is_named(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "error: Give the command each worker runs after --, e.g. -- python recipes/lenet5.py."),
+        ([], "error: Give the command each worker runs, e.g. python recipes/lenet5.py --strategy multi-worker."),
         (["--workers", "0", "--", "python"], "error: --workers must be at least 1, not 0."),
         (["--threads", "0", "--", "python"], "error: --threads must be at least 1, not 0."),
         (["--", "no-such-program-kapps"], "error: The command 'no-such-program-kapps' was not found."),
@@ -91,6 +91,13 @@ def test_a_worker_killed_by_a_signal_is_named(capsys):
 )
 def test_mistakes_are_one_sentence(args, message):
     assert error_line(CliRunner().invoke(main, args)) == message
+
+
+def test_the_command_needs_no_double_dash():
+    code = "import sys; print(sys.argv[1:])"
+    result = CliRunner().invoke(main, ["--workers", "1", sys.executable, "-c", code, "--strategy", "x"])
+    assert result.exit_code == 0, result.output
+    assert "[worker 0] ['--strategy', 'x']" in result.stdout
 
 
 def test_a_malformed_option_is_one_line_with_status_2():
