@@ -109,6 +109,12 @@ def fit(
 
     A `monitor` that the first epoch's logs do not hold stops the run with a `ValueError` naming what they hold.
 
+    Under `--strategy multi-worker` every worker runs this with the same arguments: the chief writes the run folder,
+    the others write the same files to a stand-in folder (`kapps.train.output_folder`) and restore from the chief's
+    `backup/` (so `opts.out` must be on storage every worker reads for a run to resume), and workers that would
+    resume at different epochs stop with one sentence. `train` is a stream of global batches that tf.distribute
+    shards by data, or a worker's own share of a file source (`kapps.data.sharding`).
+
     Args:
         opts: the shared recipe options.
         build_model: returns the model; called inside the strategy scope and under the dtype policy.
