@@ -1,4 +1,6 @@
-"""tf.distribute strategies by name; nothing home-made."""
+"""tf.distribute strategies by name, nothing home-made; and what training under MultiWorkerMirroredStrategy needs
+around it: which worker is the chief, where the others write (`output_folder`), the input each worker reads, the
+epoch they all resume at, and a work-around for Keras 3 (`fit_keras_to_cluster`)."""
 
 from __future__ import annotations
 
@@ -107,6 +109,37 @@ def distribute_input(strategy: tf.distribute.Strategy, dataset):
     if not is_worker_share(dataset) or worker_count(strategy) == 1:
         return dataset
     return strategy.distribute_datasets_from_function(lambda context: dataset)
+
+
+def batches_a_step(strategy: tf.distribute.Strategy, train) -> int:
+    """Batches one training step takes from `train`: one global batch, or, from a worker's own share of a file
+    source, one batch for each of the worker's replicas."""
+    return strategy.num_replicas_in_sync // worker_count(strategy) if is_worker_share(train) else 1
+
+
+def agreed_epoch(strategy: tf.distribute.Strategy, epoch: int, *, run_folder: Path) -> int:
+    """`epoch`, the epoch this process resumes at, once every worker of a multi-worker run found the same one.
+
+    Workers that disagreed would train different numbers of epochs and the first to finish would leave the others
+    waiting in a collective step; they stop instead, all of them, with one sentence.
+    """
+    if worker_count(strategy) == 1:
+        return epoch
+
+    def this_worker():
+        return tf.constant([epoch], tf.int64)
+
+    @tf.function(autograph=False)
+    def every_worker():
+        return strategy.gather(strategy.run(this_worker), axis=0)
+
+    found = every_worker().numpy()
+    if found.min() != found.max():
+        raise OptionError(
+            f"The workers found backups of different epochs ({found.min()} and {found.max()}) in "
+            f"{str(run_folder)!r}: the run folder must be on storage every worker reads."
+        )
+    return epoch
 
 
 def fit_keras_to_cluster(model: keras.Model, strategy: tf.distribute.Strategy) -> keras.Model:

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kapps
-from kapps.data.sharding import is_worker_share
 from kapps.errors import OptionError
 from kapps.train.backup import Backup
 from kapps.train.distribute import (
+    agreed_epoch,
+    batches_a_step,
     distribute_input,
     fit_keras_to_cluster,
     is_chief,
     make_strategy,
     output_folder,
-    worker_count,
 )
 from kapps.train.options import TrainOptions
 from kapps.train.precision import precision_policy, resolve_precision
@@ -166,7 +166,7 @@ def fit(
         backup = Backup(out / BACKUP_DIR)
     else:  # restores from the chief's backup (the run folder on storage every worker reads), writes none
         backup = Backup(run_folder / BACKUP_DIR if opts.resume else out / BACKUP_DIR, writes=False)
-    initial_epoch = _agreed_epoch(strategy, backup.finished_epochs(), run_folder=run_folder)
+    initial_epoch = agreed_epoch(strategy, backup.finished_epochs(), run_folder=run_folder)
     resuming = initial_epoch > 0
     if resuming:
         _drop_history_after(out / HISTORY_FILE, epochs=initial_epoch)
@@ -218,9 +218,7 @@ def fit(
     ]
     start = time.perf_counter()
     model.fit(
-        distribute_input(
-            strategy, backup.replay(train, steps_per_epoch=train_steps * _batches_a_step(strategy, train))
-        ),
+        distribute_input(strategy, backup.replay(train, steps_per_epoch=train_steps * batches_a_step(strategy, train))),
         validation_data=val,
         epochs=opts.epochs,
         initial_epoch=initial_epoch,
@@ -268,37 +266,6 @@ def fit(
     _write_json(out / METRICS_FILE, run_metrics)
     plot_curves(history, out / "plots" / "curves.png", title=run_folder.name)
     return Run(path=out, model=best, metrics=run_metrics, history=history)
-
-
-def _batches_a_step(strategy: tf.distribute.Strategy, train) -> int:
-    """Batches one training step takes from `train`: one global batch, or, from a worker's own share of a file
-    source, one batch for each of the worker's replicas."""
-    return strategy.num_replicas_in_sync // worker_count(strategy) if is_worker_share(train) else 1
-
-
-def _agreed_epoch(strategy: tf.distribute.Strategy, epoch: int, *, run_folder: Path) -> int:
-    """`epoch`, the epoch this process resumes at, once every worker of a multi-worker run found the same one.
-
-    Workers that disagreed would train different numbers of epochs and the first to finish would leave the others
-    waiting in a collective step; they stop instead, all of them, with one sentence.
-    """
-    if worker_count(strategy) == 1:
-        return epoch
-
-    def this_worker():
-        return tf.constant([epoch], tf.int64)
-
-    @tf.function(autograph=False)
-    def every_worker():
-        return strategy.gather(strategy.run(this_worker), axis=0)
-
-    found = every_worker().numpy()
-    if found.min() != found.max():
-        raise OptionError(
-            f"The workers found backups of different epochs ({found.min()} and {found.max()}) in "
-            f"{str(run_folder)!r}: the run folder must be on storage every worker reads."
-        )
-    return epoch
 
 
 def _evaluate(model: keras.Model, test: tf.data.Dataset) -> dict:
