@@ -85,9 +85,10 @@ def load_wheat(
             `max_spikes * (2 + spikelets[1])`; points past it are dropped.
 
     Returns:
-        A `Data` whose `class_names` are `WHEAT_POINT_TYPES` and whose splits are unbatched `(image, targets)`:
-        image float32 (H, W, 3) in [0, 1]; targets {"points": float32 (max_points, 2) relative [x, y], padding
-        rows -1, "types": int32 (max_points,), padding -1} (`kapps.data.keypoints` describes the layout).
+        A `Data` whose `class_names` are `WHEAT_POINT_TYPES` and whose splits are unbatched `(image, targets)`: image
+        uint8 (H, W, 3) (`kapps.data.pipeline` scales batches of them to [0, 1]); targets {"points": float32
+        (max_points, 2) relative [x, y], padding rows -1, "types": int32 (max_points,), padding -1}
+        (`kapps.data.keypoints` describes the layout).
     """
     image_size = _check_size(image_size)
     max_spikes = _check_max_spikes(max_spikes)
