@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import kapps.data
 import kapps.train
-from kapps.data.wheat import WHEAT_POINT_TYPES
+from kapps.data.wheat import WHEAT_POINT_TYPES, render_wheat
 from kapps.errors import OptionError
 from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options
 from kapps.viz import plot_points
 
 import click
+import numpy as np
 
 
 @kapps.train.recipe_command(
@@ -47,14 +48,22 @@ import click
     lr=2e-3,
     data="wheat",
 )
-@hourglass_options(image_size=512, features=32, max_points=256)
-@click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 600,100,200].")
-def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, images: str | None) -> kapps.train.Run:
-    sizes = image_counts(images, data=opts.data)
+@hourglass_options(image_size=256, features=32, max_points=256, sigma="2,2,1")
+@click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 1200,100,200].")
+@click.option("--zoom", type=float, default=None, help="wheat only: size of the scene's ears and leaves [default: 2].")
+@click.option("--max-spikes", type=int, default=None, help="wheat only: most ears in an image [default: 4].")
+def main(
+    opts: kapps.train.TrainOptions,
+    settings: HourglassSettings,
+    images: str | None,
+    zoom: float | None,
+    max_spikes: int | None,
+) -> kapps.train.Run:
+    wheat = wheat_options(images, zoom=zoom, max_spikes=max_spikes, data=opts.data)
 
     # 1. Data: wheat images with the points of every ear, its tip, its base and its visible spikelets.
     data = kapps.data.load_keypoints(
-        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **sizes
+        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **wheat
     )
 
     # 2-4. Model, training and test: one heatmap a point type, the epoch of best validation F1 within 3 px kept;
@@ -77,23 +86,31 @@ def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, images: st
     return run
 
 
-def image_counts(images: str | None, *, data: str) -> dict:
-    """The `sizes` keyword that `--images TRAIN,VAL,TEST` gives the wheat source (600,100,200 without it).
+def wheat_options(images: str | None, *, zoom: float | None, max_spikes: int | None, data: str) -> dict:
+    """The keywords of the wheat source: `sizes` from `--images TRAIN,VAL,TEST` (1200,100,200 without it), `zoom`
+    (2) and `max_spikes` (4).
 
     Raises:
-        OptionError: the option is given for another source, or is not three positive counts.
+        OptionError: an option is given for another source, or `--images` is not three positive counts, or the
+            zoom or the ear count is one the source refuses (its sentence quoted).
     """
     if data != "wheat":
-        if images is not None:
-            raise OptionError(f"--images sets the size of the wheat source, not of {data!r}.")
+        for name, value in (("--images", images), ("--zoom", zoom), ("--max-spikes", max_spikes)):
+            if value is not None:
+                raise OptionError(f"{name} shapes the embedded wheat source, not {data!r}.")
         return {}
     try:
-        sizes = tuple(int(n) for n in (images or "600,100,200").split(","))
+        sizes = tuple(int(n) for n in (images or "1200,100,200").split(","))
     except ValueError:
         sizes = ()
     if len(sizes) != 3 or min(sizes) < 1:
-        raise OptionError(f"--images takes three positive counts such as 600,100,200, not {images!r}.")
-    return {"sizes": sizes}
+        raise OptionError(f"--images takes three positive counts such as 1200,100,200, not {images!r}.")
+    scene = {"zoom": 2.0 if zoom is None else zoom, "max_spikes": 4 if max_spikes is None else max_spikes}
+    try:  # a zoom or an ear count the source refuses fails here, before the data is drawn
+        render_wheat(np.random.default_rng(0), image_size=(64, 64), **scene)
+    except ValueError as err:
+        raise OptionError(f"These options do not make wheat images: {err}") from None
+    return {"sizes": sizes, **scene}
 
 
 def wheat_counts(metrics: dict) -> dict:

@@ -40,7 +40,7 @@ class HourglassSettings:
     stacks: int
     features: int
     depth: int
-    sigma: float
+    sigma: tuple[float, ...]
     foreground_weight: float
     score_threshold: float
     max_points: int
@@ -61,8 +61,8 @@ class HourglassSettings:
         Raises:
             OptionError: a value out of range, or options the builder refuses (its sentence quoted).
         """
-        if not self.sigma > 0:
-            raise OptionError(f"--sigma must be positive, not {self.sigma}.")
+        if not all(s > 0 for s in self.sigma):
+            raise OptionError(f"--sigma must be positive, not {','.join(f'{s:g}' for s in self.sigma)}.")
         if not self.foreground_weight >= 0:
             raise OptionError(f"--foreground-weight must be at least 0, not {self.foreground_weight}.")
         if not 0 <= self.score_threshold < 1:
@@ -80,7 +80,9 @@ class HourglassSettings:
 _FIELDS = tuple(field.name for field in dataclasses.fields(HourglassSettings))
 
 
-def hourglass_options(*, image_size: int, features: int, max_points: int) -> Callable[[Callable], Callable]:
+def hourglass_options(
+    *, image_size: int, features: int, max_points: int, sigma: str = "1"
+) -> Callable[[Callable], Callable]:
     """Give a recipe's `main(opts, settings, **its own options)` the shared point options, checked, as one
     `HourglassSettings`; the arguments are the recipe's defaults of the options whose right value depends on its
     data. Use it under `kapps.train.recipe_command`; the recipe's own click options go below it."""
@@ -90,7 +92,10 @@ def hourglass_options(*, image_size: int, features: int, max_points: int) -> Cal
         click.option("--features", type=int, default=features, show_default=True, help="Width of the stacks."),
         click.option("--depth", type=int, default=4, show_default=True, help="Down/up levels of each hourglass."),
         click.option(
-            "--sigma", type=float, default=1.0, show_default=True, help="Target Gaussians' sigma, output pixels."
+            "--sigma",
+            default=sigma,
+            show_default=True,
+            help="Target Gaussians' sigma in output pixels: one number, or one a point type (comma-separated).",
         ),
         click.option(
             "--foreground-weight",
@@ -109,7 +114,9 @@ def hourglass_options(*, image_size: int, features: int, max_points: int) -> Cal
     def decorate(main: Callable) -> Callable:
         @functools.wraps(main)
         def with_settings(opts: TrainOptions, **kwargs):
-            settings = HourglassSettings(**{name: kwargs.pop(name) for name in _FIELDS})
+            values = {name: kwargs.pop(name) for name in _FIELDS}
+            values["sigma"] = _numbers(values["sigma"])
+            settings = HourglassSettings(**values)
             settings.check()
             return main(opts, settings, **kwargs)
 
@@ -118,6 +125,18 @@ def hourglass_options(*, image_size: int, features: int, max_points: int) -> Cal
         return with_settings
 
     return decorate
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    """`--sigma`'s comma-separated numbers.
+
+    Raises:
+        OptionError: a part is not a number.
+    """
+    try:
+        return tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        raise OptionError(f"--sigma takes one number or one a point type, such as 2,2,1, not {text!r}.") from None
 
 
 def fit_hourglass(
@@ -150,6 +169,10 @@ def fit_hourglass(
         The engine's `Run`, its model the point detector.
     """
     num_types = data.num_classes
+    if len(settings.sigma) not in (1, num_types):
+        raise OptionError(
+            f"--sigma takes one number or one for each of the {num_types} point types, not {len(settings.sigma)}."
+        )
     output_size = (data.input_shape[0] // 4, data.input_shape[1] // 4)
 
     def heatmaps(images, targets):
@@ -183,7 +206,7 @@ def fit_hourglass(
             "stacked_hourglass",
             kwargs=model_kwargs,
             data=data,
-            sigma=settings.sigma,
+            sigma=settings.sigma[0] if len(settings.sigma) == 1 else list(settings.sigma),
             peaks=settings.peaks,
             foreground_weight=settings.foreground_weight,
         ),

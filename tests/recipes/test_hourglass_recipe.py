@@ -78,7 +78,7 @@ def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
     [
         (["--image-size", "100"], "error: These options do not make a stacked hourglass: input_shape's height"),
         (["--stacks", "0"], "error: These options do not make a stacked hourglass: num_stacks must be a positive"),
-        (["--sigma", "0"], "error: --sigma must be positive, not 0.0."),
+        (["--sigma", "0"], "error: --sigma must be positive, not 0."),
         (["--score-threshold", "1"], "error: --score-threshold must be at least 0 and below 1, not 1.0."),
         (["--max-points", "5000"], "error: --max-points must be from 1 to the 2304 heatmap pixels, not 5000."),
         (["--scenes", "10,10"], "error: --scenes takes three positive counts such as 4000,500,500, not '10,10'."),

@@ -72,11 +72,17 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--images", "5,5"], "error: --images takes three positive counts such as 600,100,200, not '5,5'."),
-        (["--data", "shapes", "--images", "5,5,5"], "error: --images sets the size of the wheat source, not of"),
+        (["--images", "5,5"], "error: --images takes three positive counts such as 1200,100,200, not '5,5'."),
+        (["--data", "shapes", "--images", "5,5,5"], "error: --images shapes the embedded wheat source, not 'shapes'."),
+        (["--data", "shapes", "--zoom", "3"], "error: --zoom shapes the embedded wheat source, not 'shapes'."),
+        (["--zoom", "0"], "error: These options do not make wheat images: zoom must be a number from 0.25 to 8."),
+        (["--max-spikes", "0"], "error: These options do not make wheat images: max_spikes must be an integer from"),
         (["--depth", "8"], "error: These options do not make a stacked hourglass: input_shape's height and width"),
         (["--features", "30"], "error: These options do not make a stacked hourglass: features must be a positive"),
-        (["--max-points", "0"], "error: --max-points must be from 1 to the 16384 heatmap pixels, not 0."),
+        (["--max-points", "0"], "error: --max-points must be from 1 to the 4096 heatmap pixels, not 0."),
+        (["--sigma", "2,x"], "error: --sigma takes one number or one a point type, such as 2,2,1, not '2,x'."),
+        (["--sigma", "2,0,1"], "error: --sigma must be positive, not 2,0,1."),
+        (["--sigma", "2,1", *TINY], "error: --sigma takes one number or one for each of the 3 point types, not 2."),
     ],
 )
 def test_bad_options_are_one_sentence(empty_cwd, args, message):
