@@ -43,12 +43,20 @@ import numpy as np
 @kapps.train.recipe_command(
     name="wheat_localisation",
     help="Locate and count wheat spikes and spikelets with a stacked hourglass (embedded wheat images by default).",
-    epochs=15,
+    epochs=20,
     batch_size=8,
     lr=2e-3,
     data="wheat",
 )
-@hourglass_options(image_size=256, features=32, max_points=256, sigma="2,2,1")
+@hourglass_options(
+    image_size=256,
+    features=32,
+    max_points=256,
+    sigma="2,2,1",
+    score_threshold="auto",
+    foreground_weight="40,40,10",
+    peak_window="5,5,3",
+)
 @click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 1200,100,200].")
 @click.option("--zoom", type=float, default=None, help="wheat only: size of the scene's ears and leaves [default: 2].")
 @click.option("--max-spikes", type=int, default=None, help="wheat only: most ears in an image [default: 4].")

@@ -124,8 +124,30 @@ def test_output_specs_saving_and_settings(tmp_path):
         HeatmapPeaks(score_threshold=float("nan"))
     with pytest.raises(ValueError, match="static H, W and types"):
         HeatmapPeaks()(keras.Input((None, None, 3)))
+    with pytest.raises(ValueError, match="one number or 5, one a point type. Received: 2 thresholds"):
+        HeatmapPeaks(score_threshold=[0.1, 0.2])(keras.Input((16, 12, 5)))
     with pytest.raises(ValueError, match="at most H \\* W = 12"):
         HeatmapPeaks(max_points=13)(keras.Input((3, 4, 1)))
+
+
+def test_a_threshold_a_type(tmp_path):
+    """Type 0 at 0.6 drops image 0's 0.5 corner peak that 0.2 keeps, type 1 at 0.1 keeps its 0.15 peak that 0.2
+    drops; the same points as each type alone at its own threshold; the list survives saving."""
+    heatmaps = designed_heatmaps()
+    per_type = [0.6, 0.1, 0.2]
+    got = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=4, score_threshold=per_type)(heatmaps).items()}
+    for t, threshold in enumerate(per_type):
+        alone = reference_peaks(heatmaps[..., t : t + 1], max_points=4, score_threshold=threshold)
+        for name in alone:
+            np.testing.assert_allclose(got[name][:, t : t + 1], alone[name], atol=1e-7, err_msg=f"{name}, type {t}")
+    single = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=4, score_threshold=0.2)(heatmaps).items()}
+    np.testing.assert_array_equal(got["num_points"][0] - single["num_points"][0], [-1, 1, 0])
+    inputs = keras.Input(heatmaps.shape[1:])
+    model = keras.Model(inputs, HeatmapPeaks(max_points=4, score_threshold=per_type, name="peaks")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.get_layer("peaks").score_threshold == per_type
+    np.testing.assert_array_equal(np.asarray(loaded(heatmaps)["num_points"]), got["num_points"])
 
 
 def test_outputs_float32_under_mixed_precision():
