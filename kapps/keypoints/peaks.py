@@ -29,8 +29,9 @@ LOWEST = float(np.finfo(np.float32).min)  # never a peak: below every threshold
 
 
 def check_peak_settings(*, max_points, score_threshold, num_types: int | None = None, window=3) -> None:
-    """Raise `ValueError` naming the setting when `max_points` is not a positive integer or `score_threshold` is
-    neither a finite number nor a non-empty sequence of them (one, or one a point type: `num_types`, when given)."""
+    """Raise `ValueError` naming the setting when `max_points` is not a positive integer, `score_threshold` is
+    neither a finite number nor a non-empty sequence of them, or `window` neither an odd integer of at least 3 nor a
+    sequence of them (a sequence: one a point type, `num_types` of them when given)."""
     if not isinstance(max_points, (int, np.integer)) or isinstance(max_points, bool) or max_points < 1:
         raise ValueError(f"max_points must be a positive integer. Received: max_points={max_points!r}")
     values = list(score_threshold) if isinstance(score_threshold, (list, tuple, np.ndarray)) else [score_threshold]
@@ -45,6 +46,15 @@ def check_peak_settings(*, max_points, score_threshold, num_types: int | None = 
         raise ValueError(
             f"score_threshold must be one number or {num_types}, one a point type. Received: {len(values)} thresholds"
         )
+    sides = list(window) if isinstance(window, (list, tuple, np.ndarray)) else [window]
+    if not sides or not all(
+        isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 3 and w % 2 == 1 for w in sides
+    ):
+        raise ValueError(
+            f"window must be an odd integer of at least 3, or one a point type. Received: window={window!r}"
+        )
+    if num_types is not None and len(sides) not in (1, num_types):
+        raise ValueError(f"window must be one side or {num_types}, one a point type. Received: {len(sides)} sides")
 
 
 def thresholds(score_threshold, num_types: int) -> np.ndarray:
