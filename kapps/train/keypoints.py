@@ -262,7 +262,8 @@ def fit_hourglass(
 
     def evaluate_test(model: keras.Model) -> dict:
         threshold, _ = peak_settings(model)
-        chosen = dict(zip(data.class_names, thresholds(threshold, num_types).tolist(), strict=True))
+        values = thresholds(threshold, num_types)
+        chosen = {name: round(float(v), 4) for name, v in zip(data.class_names, values, strict=True)}
         return {**_with_more(evaluate_points(model, splits.test, class_names=data.class_names)), "thresholds": chosen}
 
     steps = opts.epoch_steps(data.sizes["train"])
