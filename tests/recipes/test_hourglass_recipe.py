@@ -46,7 +46,7 @@ def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "heatmap" and config["data"]["class_names"] == ["centre", "corner"]
     assert config["model"]["name"] == "stacked_hourglass" and config["model"]["kwargs"]["num_stacks"] == 2
-    assert config["peaks"] == {"max_points": 24, "score_threshold": 0.3}
+    assert config["peaks"] == {"max_points": 24, "score_threshold": 0.3, "window": 3}
     detector = keras.saving.load_model(out / "model.keras", compile=False)
     assert set(detector.output) == {"points", "scores", "num_points"}
     assert detector.output["points"].shape == (None, 2, 24, 2)
