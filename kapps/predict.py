@@ -100,11 +100,17 @@ def load_predictor(path) -> Predictor:
         except Exception as err:  # each runtime fails in its own way on a damaged file; all mean the same here
             raise ModelError(f"{given!r} could not be loaded as a {runtime} model ({type(err).__name__}).") from None
     shape = tuple(runner.input_shape)
-    if len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
-        raise ModelError(f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape}).")
+    refusal = f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape})."
+    rows = len(shape) == 2 and None not in shape
+    if not rows and (len(shape) != 3 or None in shape or shape[-1] not in (1, 3)):
+        raise ModelError(refusal)
     if facts is None:
         facts = _export_facts(path)
     task = recorded_task(facts, model_name=model_name)
+    if rows:  # a recurrent classifier reads a grey image row by row (kapps.data.digit_rows); nothing else takes one
+        if task != "classification":
+            raise ModelError(refusal)
+        runner, shape = _row_reader(runner), (*shape, 1)
     if task is None:
         beside = "config.json" if model_file is not None else REPORT_FILE
         raise ModelError(
@@ -116,6 +122,18 @@ def load_predictor(path) -> Predictor:
     class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
     convention = check_convention(facts.get("preprocessing", "unit"))
     return Predictor(given, runner, shape, class_names, task, convention)
+
+
+def _row_reader(runner: Runner) -> Runner:
+    """A runner of `(batch, steps, features)` sequences as a runner of grey `(batch, steps, features, 1)` images,
+    each read as its rows of pixels, top to bottom, as `kapps.data.digit_rows` gives them in training."""
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return runner(images[..., 0])
+
+    run.keepalive = runner
+    run.input_shape = (*runner.input_shape, 1)
+    return run
 
 
 def takes_proposals(model) -> bool:

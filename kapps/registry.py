@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from kapps.errors import ModelError
 from kapps.preprocessing import CONVENTIONS
 
-TASKS = ("classification", "detection", "instance_segmentation", "segmentation", "heatmap", "generative", "recurrent")
+TASKS = (
+    "classification",
+    "detection",
+    "instance_segmentation",
+    "segmentation",
+    "heatmap",
+    "generative",
+    "recurrent",
+    "regression",
+)
 COUNT_KINDS = ("all", "trainable")
 
 
