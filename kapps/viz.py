@@ -102,7 +102,9 @@ def plot_memory(
     accuracy_ax.set_ylim(0, 100)
     accuracy_ax.set_ylabel("test sums within 0.04 (%)")
     accuracy_ax.set_title("adding problem: accuracy")
+    lengths = sorted({n for by_length in adding.values() for n in by_length})
     for ax in (mse_ax, accuracy_ax):
+        ax.set_xticks(lengths)
         ax.set_xlabel("sequence length (steps)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

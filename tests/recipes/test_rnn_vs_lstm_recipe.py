@@ -18,7 +18,20 @@ from tests.conftest import tflite_ops
 from tests.recipes.conftest import assert_refused, invoke_recipe, load_recipe
 
 LENGTHS = (4, 9)
-TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--units", "4", "--sequences", "64", "--lengths", "4,9"]
+TINY = [
+    "--epochs",
+    "1",
+    "--digit-epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--units",
+    "4",
+    "--sequences",
+    "64",
+    "--lengths",
+    "4,9",
+]
 
 
 @pytest.fixture(scope="module")
