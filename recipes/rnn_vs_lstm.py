@@ -5,8 +5,9 @@ Each cell gets the same hidden size, optimizer, learning-rate schedule, batch an
 - the adding problem (`kapps.data.adding_problem`): two marked numbers of a sequence must be remembered and summed
   at its end, the first marked in the first half, so the answer needs a memory of at least half the sequence; at
   each length of `--lengths`, on `--sequences` training sequences, tested on 1,000 others. Always answering 1.0,
-  the mean sum, has an MSE of about 1/6; a length counts as solved at a test MSE below 0.05 (`SOLVED_MSE`), and
-  the accuracy is the share of test sums answered within 0.04.
+  the mean sum, has an MSE of about 1/6; a cell beats it at a test MSE of at most 0.9 times its (`BEATS_BASELINE`:
+  a tenth of the sums' variance explained), solves a length at a test MSE below 0.05 (`SOLVED_MSE`), and its
+  accuracy is the share of test sums answered within 0.04.
 - digits read row by row (`kapps.data.digit_rows`): a 32x32 image is 32 steps of 32 pixels, and the class is
   answered after the last row (`--data tfds:mnist --image-size 28` reads MNIST, 28 steps of 28).
 
@@ -22,7 +23,9 @@ each. The LSTM first sits at the baseline, then finds the marked numbers within 
 constant 5e-3. A plain RNN at a constant 1e-2 wanders around the baseline even at length 20 (the rate fails it,
 not its memory), while at 3e-3 or 5e-3 it solves length 20 (MSE 0.006, 0.005 after 2,000 steps) and stays at the
 baseline at length 50. The decay serves both: the LSTM finds the long memory while the rate is high, and the RNN
-settles on what it can remember as it falls (length 20: MSE 0.0049 at the end of the 6,260 steps).
+settles on what it can remember as it falls (length 20: MSE 0.0049 at the end of the 6,260 steps). Measured
+with these defaults through this recipe: at length 20 the RNN's test MSE 0.049 and the LSTM's 0.00004 (always
+1.0: 0.157), at length 50 the RNN's 0.173 (always 1.0: 0.175).
 
 Exports unroll the recurrence over the fixed length (`kapps.export.unrolled_twin`): the TFLite file is builtin ops
 only (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD... a step; no WHILE, no fused UNIDIRECTIONAL_SEQUENCE_LSTM, which
@@ -57,6 +60,10 @@ import keras
 
 SOLVED_MSE = 0.05
 BASELINE_ANSWER = 1.0  # the mean of a sum of two uniform values in [0, 1]
+# A model beats the baseline when it explains at least a tenth of the sums' variance: MSE <= 0.9 x the baseline's.
+# Training on the mean alone lands within a percent or two of the baseline (a plain RNN at 50 steps: 0.173 against
+# 0.175), which a bare "lower than" would count as beating it.
+BEATS_BASELINE = 0.9
 
 
 def parse_cells(text: str) -> tuple[str, ...]:
@@ -171,7 +178,8 @@ def main(
                 "mse": mse,
                 "accuracy": run.metrics["test_accuracy"],
                 "baseline_mse": baselines[length],
-                "beats_baseline": mse < baselines[length],
+                "explained_variance": 1 - mse / baselines[length],
+                "beats_baseline": mse <= BEATS_BASELINE * baselines[length],
                 "solved": mse < SOLVED_MSE,
                 "train_seconds": run.metrics["train_seconds_this_session"],
             }
