@@ -19,6 +19,7 @@ TASKS = (
     "generative",
     "recurrent",
     "regression",
+    "instance_sequence",
 )
 COUNT_KINDS = ("all", "trainable")
 

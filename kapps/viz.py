@@ -450,6 +450,12 @@ def class_colour(class_id: int):
     return plt.get_cmap("tab10")(int(class_id) % 10)
 
 
+def instance_colour(index: int):
+    """The colour of instance `index` (a step of a recurrent segmenter) in pictures: matplotlib's twenty-colour
+    `tab20` cycle, dark shades first, so that the first ten instances have ten distinct strong colours."""
+    return plt.get_cmap("tab20")((2 * int(index) + int(index) // 10) % 20)
+
+
 def write_png(fig, file) -> None:
     """Lay out `fig`, write it as a PNG into `file` (a path or a binary file object), then free it."""
     fig.tight_layout()

@@ -18,6 +18,7 @@ from kapps.kinds.classification import Classification
 from kapps.kinds.detection import Detection
 from kapps.kinds.generated_images import GeneratedImages
 from kapps.kinds.instance_masks import InstanceMasks
+from kapps.kinds.instance_sequence import InstanceSequence
 from kapps.kinds.keypoints import Keypoints
 from kapps.kinds.regression import Regression
 from kapps.kinds.semantic_masks import SemanticMasks
@@ -33,6 +34,7 @@ KINDS: dict[str, Kind] = {
         Keypoints(),
         GeneratedImages(),
         Regression(),
+        InstanceSequence(),
     )
 }
 
