@@ -153,7 +153,10 @@ def export(path: str, formats: str, quantize: str, opset: int, out: str | None, 
 @click.option("--top-k", type=int, default=5, show_default=True, help="Classes listed for a classifier.")
 @click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Lowest detection score kept.")
 def predict(artifact: str, images: tuple[str, ...], out: str, top_k: int, score_threshold: float) -> None:
-    """Run ARTIFACT (.keras, run folder, SavedModel folder, .tflite, .onnx) on IMAGE files; write JSON and PNG."""
+    """Run ARTIFACT (.keras, run folder, SavedModel folder, .tflite, .onnx) on IMAGE files; write JSON and PNG.
+
+    A generator takes noise, not images: give it .npy files of one noise vector each; the PNG is its image.
+    """
     from kapps.kinds import kind_for
     from kapps.predict import predict as run_predict
 

@@ -138,30 +138,107 @@ def lenet_frechet_distance(
 
     Args:
         real_images, fake_images: `(N, H, W, C)` arrays of digit images in `value_range` (a generator's [-1, 1]
-            by default); they are mapped to [0, 1] (kapps' "unit" convention, which LeNet-5 trains in) and fitted
-            to the LeNet-5's input size as `kapps.data` fits its digits: padded around with black when smaller (28
-            to 32 px), resized bilinearly when larger.
+            by default), read as `DigitJudge` reads them.
         lenet: a trained `kapps.models.lenet5` (or any classifier whose last layer is its class layer).
         value_range: the images' (low, high).
         batch_size: batch size.
     """
-    low, high = (float(v) for v in value_range)
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with high > low. Received: value_range={value_range!r}")
-    features = penultimate_features(lenet)
-    size = tuple(lenet.input_shape[1:3])
+    judge = DigitJudge(lenet, real_images, value_range=value_range, batch_size=batch_size)
+    return judge.distance(fake_images)
 
-    def read(images):
-        images = (tf.cast(images, tf.float32) - low) / (high - low)
-        if images.shape[1] <= size[0] and images.shape[2] <= size[1]:
-            images = tf.image.resize_with_crop_or_pad(images, *size)  # kapps.data's rule: a 28 px digit in 32 px
-        else:
-            images = tf.image.resize(images, size)
-        return features(images, training=False)
 
-    return fid(
-        np.asarray(real_images, "float32"),
-        np.asarray(fake_images, "float32"),
-        feature_model=tf.function(read, reduce_retracing=True),
-        batch_size=batch_size,
-    )
+class DigitJudge:
+    """A trained digit classifier (LeNet-5) that judges generated digits against real ones.
+
+    It measures two things a generator of digits should get right: whether its images look like the real ones as a
+    whole (`distance`, the Frechet distance in the classifier's penultimate features, LeNet-5's 84 F6 units, to
+    the real images' Gaussian computed once here) and whether each image is a clear digit, with every digit drawn
+    (`scores`: the share classified with high confidence and each class's share, the sign of mode collapse when
+    one is missing). Not FID, which is the distance in Inception-v3's features (see the module's note).
+
+    Images are mapped from `value_range` to [0, 1] (kapps' "unit" convention, which LeNet-5 trains in) and fitted to
+    the classifier's input size as `kapps.data` fits its digits: padded around with black when smaller (28 to 32
+    px), resized bilinearly when larger.
+
+    Args:
+        classifier: a trained `kapps.models.lenet5` (or any softmax classifier whose last layer is its class
+            layer).
+        real_images: `(N, H, W, C)` real images in `value_range`, at least two.
+        value_range: the images' (low, high): a generator's [-1, 1] by default.
+        batch_size: batch size.
+    """
+
+    def __init__(self, classifier: keras.Model, real_images, *, value_range=(-1.0, 1.0), batch_size: int = 256):
+        low, high = (float(v) for v in value_range)
+        if not high > low:
+            raise ValueError(f"value_range must be (low, high) with high > low. Received: value_range={value_range!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+        self.classifier = classifier
+        self.batch_size = batch_size
+        size = tuple(classifier.input_shape[1:3])
+        both = keras.Model(classifier.inputs, [classifier.layers[-1].input, classifier.output])
+
+        def read(images):
+            images = (tf.cast(images, tf.float32) - low) / (high - low)
+            if images.shape[1] <= size[0] and images.shape[2] <= size[1]:
+                images = tf.image.resize_with_crop_or_pad(images, *size)  # kapps.data's rule: a 28 px digit in 32 px
+            else:
+                images = tf.image.resize(images, size)
+            return both(images, training=False)
+
+        self._read = tf.function(read, reduce_retracing=True)
+        self.real_statistics = self._statistics(self._outputs(real_images)[0])
+
+    def _outputs(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """The features `(N, d)` and class probabilities `(N, classes)` of `images`."""
+        images = np.asarray(images, "float32")
+        parts = [
+            self._read(tf.convert_to_tensor(images[i : i + self.batch_size]))
+            for i in range(0, len(images), self.batch_size)
+        ]
+        if not parts:
+            return np.zeros((0, 0)), np.zeros((0, 0))
+        features = np.concatenate([np.asarray(f, "float64").reshape(len(f), -1) for f, _ in parts])
+        return features, np.concatenate([np.asarray(p, "float64") for _, p in parts])
+
+    @staticmethod
+    def _statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(features) < 2:
+            raise ValueError(f"images must hold at least two images. Received: {len(features)}")
+        return features.mean(axis=0), np.cov(features, rowvar=False)
+
+    def distance(self, fake_images) -> float:
+        """The Frechet distance between the real images and `fake_images` in the classifier's features."""
+        return frechet_distance(*self.real_statistics, *self._statistics(self._outputs(fake_images)[0]))
+
+    def scores(self, images, *, confidence: float = 0.9) -> dict:
+        """How clearly and how evenly the classifier reads `images` as its classes.
+
+        Args:
+            images: `(N, H, W, C)` images in the judge's `value_range`.
+            confidence: the least top probability that counts as a clear reading.
+
+        Returns:
+            `confident_share` (the share of images whose top probability is at least `confidence`),
+            `class_shares` (each class's share of all the images by top class), `confident_class_shares` (each
+            class's share of the confidently read images; zeros when there are none), `smallest_class_share`
+            and `count`.
+        """
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1. Received: confidence={confidence!r}")
+        probabilities = self._outputs(images)[1]
+        if not len(probabilities):
+            raise ValueError("images must hold at least one image. Received: 0")
+        classes, top = probabilities.argmax(axis=1), probabilities.max(axis=1)
+        confident = top >= confidence
+        count = probabilities.shape[1]
+        shares = np.bincount(classes, minlength=count) / len(classes)
+        confident_shares = np.bincount(classes[confident], minlength=count) / max(int(confident.sum()), 1)
+        return {
+            "confident_share": float(confident.mean()),
+            "class_shares": [float(s) for s in shares],
+            "confident_class_shares": [float(s) for s in confident_shares],
+            "smallest_class_share": float(shares.min()),
+            "count": len(classes),
+        }

@@ -10,6 +10,9 @@ the two stages' multitask losses (log loss + smooth L1), on the targets of `kapp
 Mask R-CNN (He et al., ICCV 2017): `mask_loss`, the mask branch's per-pixel sigmoid cross-entropy on the true
 class's mask, on the targets of `kapps.detection.mask_targets`.
 
+Recurrent instance segmentation (Romera-Paredes & Torr, ECCV 2016): `recurrent_instance_losses`, the soft IoU of
+the predicted masks matched to the true instances by the Hungarian algorithm, and the stopping loss.
+
 Stacked hourglass (Newell et al., ECCV 2016): `HeatmapLoss` (`heatmap_mse`), the mean squared error between
 predicted heatmaps and the Gaussian targets of `kapps.keypoints.heatmap_targets`, on every stack's heatmaps
 (intermediate supervision).
@@ -18,10 +21,12 @@ predicted heatmaps and the Gaussian targets of `kapps.keypoints.heatmap_targets`
 from __future__ import annotations
 
 from kapps.detection import elementwise_iou
+from kapps.instance_metrics import matched_soft_iou
 from kapps.layers.yolo import cell_boxes_to_xyxy, split_cells
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -274,3 +279,46 @@ class HeatmapLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "foreground_weight": self.foreground_weight}
+
+
+def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) -> dict:
+    """The loss of recurrent instance segmentation (Romera-Paredes & Torr 2016, sec. 3.3), per image then averaged
+    over the batch.
+
+    Matching: the true instances of an image are matched to its first `count` predicted masks by the Hungarian
+    algorithm on soft IoU (`kapps.instance_metrics.matched_soft_iou`, scipy's `linear_sum_assignment`), so the
+    loss does not depend on the order of the true instances. `match_loss` is the mean over the matched pairs of
+    1 - soft IoU (0 for an image with no instance); the paper maximises the sum of the matched IoUs, and the mean
+    weighs an image of 3 leaves as one of 20. `stop_loss` is the binary cross-entropy of each step's confidence
+    against "an instance remains", t < count, averaged over the T steps (the paper sums it). `pixel_loss` is not
+    the paper's: the per-pixel binary cross-entropy of each matched step's mask against its leaf, averaged over the
+    pixels and the matched pairs, which `RecurrentInstanceTrainer` can add (its `pixel_weight`).
+
+    Args:
+        target_masks: (B, N, H, W) true masks (uint8 or float), rows at and past each image's count zero.
+        counts: (B,) true instances of each image.
+        masks: (B, T, H, W) predicted mask probabilities.
+        confidence_logits: (B, T) the confidences' logits.
+
+    Returns:
+        {"match_loss", "stop_loss", "pixel_loss"}: float32 scalars, differentiable in `masks` and
+        `confidence_logits`.
+    """
+    counts = tf.cast(tf.reshape(counts, [-1]), tf.int32)
+    iou, steps = matched_soft_iou(tf.cast(masks, tf.float32), target_masks, counts)
+    matched = tf.cast(steps >= 0, tf.float32)
+    pairs = tf.reduce_sum(matched, axis=1)
+    match = tf.reduce_sum((1.0 - iou) * matched, axis=1) / tf.maximum(pairs, 1.0)
+    picked = tf.gather(tf.cast(masks, tf.float32), tf.maximum(steps, 0), batch_dims=1)  # (B, N, H, W)
+    crossentropy = tf.reduce_mean(
+        keras.losses.binary_crossentropy(tf.cast(target_masks, tf.float32)[..., None], picked[..., None]), axis=[2, 3]
+    )
+    pixel = tf.reduce_sum(crossentropy * matched, axis=1) / tf.maximum(pairs, 1.0)
+    logits = tf.cast(confidence_logits, tf.float32)
+    remains = tf.cast(tf.range(tf.shape(logits)[1])[None, :] < counts[:, None], tf.float32)
+    stop = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=remains, logits=logits), axis=1)
+    return {
+        "match_loss": tf.reduce_mean(match),
+        "stop_loss": tf.reduce_mean(stop),
+        "pixel_loss": tf.reduce_mean(pixel),
+    }

@@ -33,7 +33,7 @@ class Predictor:
     Attributes:
         path: the artifact as given.
         runner: `images -> {output name: array}` in the artifact's own runtime.
-        input_shape: (height, width, channels) the model takes.
+        input_shape: (height, width, channels) the model takes; a generator's `(latent_dim,)`.
         class_names: one name per class, from the run's config.json or the export's report; None when unknown.
         task: the model's task, from the same place, or the registry entry of a Keras model's name.
         preprocessing: the input convention the model trained with, from the same place (`"unit"`, [0, 1]
@@ -42,7 +42,7 @@ class Predictor:
 
     path: str
     runner: Runner
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     class_names: list[str] | None
     task: str
     preprocessing: str = "unit"
@@ -99,9 +99,6 @@ def load_predictor(path) -> Predictor:
             runner = loader(path)
         except Exception as err:  # each runtime fails in its own way on a damaged file; all mean the same here
             raise ModelError(f"{given!r} could not be loaded as a {runtime} model ({type(err).__name__}).") from None
-    shape = tuple(runner.input_shape)
-    if len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
-        raise ModelError(f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape}).")
     if facts is None:
         facts = _export_facts(path)
     task = recorded_task(facts, model_name=model_name)
@@ -112,10 +109,34 @@ def load_predictor(path) -> Predictor:
             + (f", and its model name {model_name!r} is not a registered kapps model" if model_name else "")
             + "; predict with the run folder, or with an artifact inside its export folder."
         )
-    kind_for(task)  # a task without an output kind is refused before any image is read
+    kind = kind_for(task)  # a task without an output kind is refused before any image is read
+    shape = tuple(runner.input_shape)
+    refusal = f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape})."
+    if kind.own_inputs is not None:  # a generator: one fixed-size noise vector in
+        if len(shape) != 1 or None in shape:
+            raise ModelError(f"{given!r} does not take fixed-size noise vectors (its input shape is {shape}).")
+    elif len(shape) == 2 and None not in shape:
+        # a recurrent classifier reads a grey image row by row (kapps.data.digit_rows); nothing else takes one
+        if task != "classification":
+            raise ModelError(refusal)
+        runner, shape = _row_reader(runner), (*shape, 1)
+    elif len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
+        raise ModelError(refusal)
     class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
     convention = check_convention(facts.get("preprocessing", "unit"))
     return Predictor(given, runner, shape, class_names, task, convention)
+
+
+def _row_reader(runner: Runner) -> Runner:
+    """A runner of `(batch, steps, features)` sequences as a runner of grey `(batch, steps, features, 1)` images,
+    each read as its rows of pixels, top to bottom, as `kapps.data.digit_rows` gives them in training."""
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return runner(images[..., 0])
+
+    run.keepalive = runner
+    run.input_shape = (*runner.input_shape, 1)
+    return run
 
 
 def takes_proposals(model) -> bool:
@@ -195,12 +216,15 @@ def result(
 def predict(artifact, images, *, out="predictions", top_k: int = 5, score_threshold: float = 0.25) -> list[dict]:
     """Run `artifact` on every image file and write `<stem>.json` and `<stem>.png` for each into `out`.
 
+    A generator (a model of a kind with inputs of its own, `Kind.own_inputs`) takes no images: each file is then a
+    NumPy `.npy` file of one noise vector, and `<stem>.png` is the image it generates.
+
     Everything is checked (artifact, images, the model's kind, the output folder) and computed before the first file
     is written, and each file is written under a temporary name and renamed, so a failure leaves no partial file.
 
     Args:
         artifact: a `.keras` file, a run folder, a SavedModel folder, a `.tflite` or an `.onnx` file.
-        images: image file paths.
+        images: image file paths (a generator's: `.npy` noise files).
         out: the folder to write into (made if missing).
         top_k: how many classes a classifier's result lists.
         score_threshold: detections scoring lower are left out.
@@ -226,12 +250,21 @@ def predict(artifact, images, *, out="predictions", top_k: int = 5, score_thresh
         if other != image:
             raise OptionError(f"The images {other!r} and {image!r} would both write {Path(image).stem}.json.")
     predictor = load_predictor(artifact)
-    height, width, channels = predictor.input_shape
-    decoded = {image: read_image(image, channels=channels) for image in images}
+    kind = predictor.kind
+    if kind.own_inputs is not None:  # a generator: each file holds its noise, and the picture is what it makes
+        decoded = {image: kind.read_input(image, predictor.input_shape) for image in images}
+    else:
+        height, width, channels = predictor.input_shape
+        decoded = {image: read_image(image, channels=channels) for image in images}
     results = []
     for image, pixels in decoded.items():
-        outputs = predictor.runner(preprocess(prepare(pixels, (height, width))[None], predictor.preprocessing))
-        predictor.kind.check({k: np.shape(v) for k, v in outputs.items()}, what=repr(predictor.path))
+        if kind.own_inputs is not None:
+            outputs = predictor.runner(pixels[None])
+        else:
+            outputs = predictor.runner(preprocess(prepare(pixels, (height, width))[None], predictor.preprocessing))
+        kind.check({k: np.shape(v) for k, v in outputs.items()}, what=repr(predictor.path))
+        if kind.own_inputs is not None:
+            pixels = kind.picture(outputs)
         entry = result(
             outputs,
             predictor,

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from kapps.errors import ModelError
 from kapps.preprocessing import CONVENTIONS
 
-TASKS = ("classification", "detection", "instance_segmentation", "segmentation", "heatmap", "generative", "recurrent")
+TASKS = (
+    "classification",
+    "detection",
+    "instance_segmentation",
+    "segmentation",
+    "heatmap",
+    "generative",
+    "recurrent",
+    "regression",
+    "instance_sequence",
+)
 COUNT_KINDS = ("all", "trainable")
 
 

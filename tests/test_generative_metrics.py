@@ -3,6 +3,7 @@ reference code's handling of singular and non-PSD covariances, sample estimates 
 
 import kapps.models
 from kapps.generative_metrics import (
+    DigitJudge,
     feature_statistics,
     fid,
     frechet_distance,
@@ -119,3 +120,30 @@ def test_lenet_distance_is_the_distance_in_f6_of_unit_images_padded_to_its_size(
     assert lenet_frechet_distance(real, real, lenet=lenet) == pytest.approx(0, abs=1e-4)
     with pytest.raises(ValueError, match=r"^value_range must be \(low, high\) with high > low"):
         lenet_frechet_distance(real, fake, lenet=lenet, value_range=(1, 1))
+
+
+def test_digit_judge_scores_confidence_and_class_shares_as_computed_by_hand():
+    """A judge whose softmax reads an image's mean m as logits (10m, 2, -10m): m = 1 gives class 0 at 0.9997,
+    m = 0.5 class 0 at e^5 / (e^5 + e^2 + e^-5) = 0.9525, m = 0 class 1 at e^2 / (e^2 + 2) = 0.787, below 0.9."""
+    image = keras.Input((4, 4, 1))
+    features = keras.layers.GlobalAveragePooling2D()(image)
+    probabilities = keras.layers.Dense(3, activation="softmax")(features)
+    classifier = keras.Model(image, probabilities)
+    classifier.layers[-1].set_weights([np.array([[10.0, 0.0, -10.0]]), np.array([0.0, 2.0, 0.0])])
+    levels = np.array([1.0, 1.0, 0.5, 0.0, 1.0])
+    images = np.broadcast_to(levels[:, None, None, None], (5, 4, 4, 1)).astype("float32")
+    real = np.random.default_rng(0).uniform(size=(8, 4, 4, 1)).astype("float32")
+    judge = DigitJudge(classifier, real, value_range=(0, 1))
+    scores = judge.scores(images)
+    assert scores["confident_share"] == pytest.approx(4 / 5)
+    assert scores["class_shares"] == pytest.approx([4 / 5, 1 / 5, 0])
+    assert scores["confident_class_shares"] == pytest.approx([1, 0, 0])
+    assert scores["smallest_class_share"] == 0 and scores["count"] == 5
+    assert judge.scores(images, confidence=0.95)["confident_share"] == pytest.approx(4 / 5)  # 0.9525 still counts
+    assert judge.scores(images, confidence=0.96)["confident_share"] == pytest.approx(3 / 5)
+    # The distance is the Frechet distance of the features (the pooled means) to the real images' Gaussian.
+    real_means = real.mean(axis=(1, 2, 3))
+    expected = frechet_distance(real_means.mean(), np.var(real_means, ddof=1), levels.mean(), np.var(levels, ddof=1))
+    assert judge.distance(images) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match=r"^confidence must be between 0 and 1. Received: confidence=1"):
+        judge.scores(images, confidence=1)

@@ -18,13 +18,24 @@ from kapps.kinds.classification import Classification
 from kapps.kinds.detection import Detection
 from kapps.kinds.generated_images import GeneratedImages
 from kapps.kinds.instance_masks import InstanceMasks
+from kapps.kinds.instance_sequence import InstanceSequence
 from kapps.kinds.keypoints import Keypoints
+from kapps.kinds.regression import Regression
 from kapps.kinds.semantic_masks import SemanticMasks
 from kapps.registry import TASKS
 
 KINDS: dict[str, Kind] = {
     kind.task: kind
-    for kind in (Classification(), Detection(), InstanceMasks(), SemanticMasks(), Keypoints(), GeneratedImages())
+    for kind in (
+        Classification(),
+        Detection(),
+        InstanceMasks(),
+        SemanticMasks(),
+        Keypoints(),
+        GeneratedImages(),
+        Regression(),
+        InstanceSequence(),
+    )
 }
 
 

@@ -56,6 +56,23 @@ class Kind(abc.ABC):
         """
         raise TypeError(f"The {self.task!r} kind's models take the data's images; it makes no inputs of its own.")
 
+    def read_input(self, path, input_shape: tuple) -> np.ndarray:
+        """One input of `input_shape` read from the file `path`, for `kapps predict` of a kind with `own_inputs`.
+
+        Raises:
+            TypeError: the kind's models take the data's images (`own_inputs` is None).
+        """
+        raise TypeError(f"The {self.task!r} kind's models take image files.")
+
+    def picture(self, outputs: Outputs) -> np.ndarray:
+        """The uint8 picture `kapps predict` draws a batch of one's result on, for a kind with `own_inputs` (which
+        has no input image to draw on).
+
+        Raises:
+            TypeError: the kind's models take the data's images (`own_inputs` is None).
+        """
+        raise TypeError(f"The {self.task!r} kind's results are drawn on the input image.")
+
     @abc.abstractmethod
     def check(self, shapes: Mapping[str, tuple], *, what: str) -> None:
         """Make sure that outputs of these shapes (batch axis first, by name) are of this kind.

@@ -12,8 +12,9 @@ so 30 dB is an RMS error of 0.063, 1.6% of the range (about 4 of 255 grey levels
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from kapps.errors import ModelError
+from kapps.errors import DataError, ModelError
 from kapps.kinds.base import Kind, Outputs, PredictOptions, shapes_text
 
 import numpy as np
@@ -39,6 +40,34 @@ class GeneratedImages(Kind):
         if None in shape:
             raise ModelError(f"A generator's noise must have a fixed size; its input shape is {shape}.")
         return np.random.default_rng(SPLIT_SEEDS[split]).standard_normal((count, *shape)).astype("float32")
+
+    def read_input(self, path, input_shape: tuple) -> np.ndarray:
+        """One noise vector of `input_shape` from a NumPy `.npy` file holding `(latent_dim,)` or `(1, latent_dim)`
+        numbers, as float32.
+
+        Raises:
+            DataError: the file is missing, is not a `.npy` array, or holds another shape or non-finite numbers.
+        """
+        shape = tuple(input_shape)
+        if not Path(path).is_file():
+            raise DataError(f"The noise file {str(path)!r} does not exist.")
+        try:
+            noise = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            raise DataError(f"{str(path)!r} is not a NumPy .npy file of a generator's noise.") from None
+        if noise.shape not in (shape, (1, *shape)) or not np.issubdtype(noise.dtype, np.number):
+            raise DataError(
+                f"{str(path)!r} holds an array of shape {noise.shape}; the generator takes one noise vector of shape "
+                f"{shape}."
+            )
+        if not np.all(np.isfinite(noise)):
+            raise DataError(f"{str(path)!r} holds numbers that are not finite.")
+        return noise.reshape(shape).astype("float32")
+
+    def picture(self, outputs: Outputs) -> np.ndarray:
+        """The first generated image as uint8 (`to_uint8`), what `kapps predict` draws."""
+        (images,) = outputs.values()
+        return to_uint8(np.asarray(images)[0])
 
     def check(self, shapes: Mapping[str, tuple], *, what: str) -> None:
         """Refuse anything but one `(B, H, W, C)` output with 1 or 3 channels."""

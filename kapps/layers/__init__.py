@@ -1,6 +1,7 @@
 """Custom Keras layers, each registered as serializable under the package name `kapps`."""
 
 from kapps.layers.connection_table import ConnectionTableConv2D
+from kapps.layers.conv_lstm import ConvLSTMCell, StopSequence, ZeroMaps
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.heatmaps import HeatmapPeaks
 from kapps.layers.instance_masks import ClassMasks, PasteMasks
@@ -19,6 +20,7 @@ __all__ = [
     "ClassBoxes",
     "ClassMasks",
     "ConnectionTableConv2D",
+    "ConvLSTMCell",
     "CropLike",
     "HeatmapPeaks",
     "LocalResponseNormalization",
@@ -31,7 +33,9 @@ __all__ = [
     "RoIAlign",
     "RoIPooling",
     "SobelEdges",
+    "StopSequence",
     "YoloV1Decode",
+    "ZeroMaps",
     "bilinear_kernel",
     "fpn_level",
 ]

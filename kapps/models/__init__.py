@@ -32,7 +32,14 @@ from kapps.models.generative import GAN, dcgan_discriminator, dcgan_generator
 from kapps.models.inception import googlenet, googlenet_main_output, googlenet_paper, inception_v3
 from kapps.models.keypoints import hourglass_detector, stacked_hourglass
 from kapps.models.lenet import lenet5
-from kapps.models.recurrent import cell_pair, gru_classifier, lstm_classifier, rnn_classifier
+from kapps.models.recurrent import (
+    RecurrentInstanceTrainer,
+    cell_pair,
+    gru_classifier,
+    lstm_classifier,
+    recurrent_instance_segmenter,
+    rnn_classifier,
+)
 from kapps.models.resnet import (
     plain20,
     plain32,
@@ -113,6 +120,8 @@ __all__ = [
     "plain44",
     "plain56",
     "recurrent",
+    "recurrent_instance_segmenter",
+    "RecurrentInstanceTrainer",
     "resnet",
     "rnn_classifier",
     "resnet10_narrow",

@@ -14,7 +14,16 @@ KIND = kind_for("classification")
 
 
 def test_every_registry_task_has_a_kind_or_is_refused_in_one_sentence():
-    kinds = ["classification", "detection", "generative", "heatmap", "instance_segmentation", "segmentation"]
+    kinds = [
+        "classification",
+        "detection",
+        "generative",
+        "heatmap",
+        "instance_segmentation",
+        "instance_sequence",
+        "regression",
+        "segmentation",
+    ]
     assert sorted(kapps.kinds.KINDS) == kinds
     for task in TASKS:
         if task in kapps.kinds.KINDS:
@@ -24,8 +33,8 @@ def test_every_registry_task_has_a_kind_or_is_refused_in_one_sentence():
             kind_for(task)
         assert str(caught.value).startswith(f"The task {task!r} has no output kind in kapps yet")
         assert str(caught.value).endswith(
-            "the tasks that have one are classification, detection, instance_segmentation, segmentation, heatmap and "
-            "generative."
+            "the tasks that have one are classification, detection, instance_segmentation, segmentation, heatmap, "
+            "generative, regression and instance_sequence."
         )
     with pytest.raises(ModelError, match="^Unknown task 'poetry'; the tasks with an output kind are"):
         kind_for("poetry")
