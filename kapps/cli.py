@@ -74,9 +74,25 @@ class _Group(OneLineErrors, click.Group):
     """The `kapps` group; its subcommands' mistakes are one line each too, since it invokes them."""
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from kapps.provenance import describe
+
+    click.echo(describe())
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-@click.version_option(package_name="kapps")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show kapps' version, its git commit when it runs from a checkout, and where it is installed.",
+)
 def main(debug: bool) -> None:
     """kapps: modern computer-vision architectures as Keras builders, recipes and verified exports."""
 
