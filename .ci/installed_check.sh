@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The installed form of kapps, as a user gets it: build the wheel from the checkout's tracked files, install it into
-# a fresh virtual environment outside the checkout (its dependencies from the package index, as pip resolves them
-# for a user), and from an empty temporary folder run `kapps --version`, `kapps models`, `kapps train` (the list and
+# a fresh virtual environment outside the checkout (with its dependencies, as pip resolves them from the wheel's
+# metadata), and from an empty temporary folder run `kapps --version`, `kapps models`, `kapps train` (the list and
 # a LeNet-5 run at a tiny budget), `kapps export` of that run and `kapps predict` on one image with the exported
 # TFLite file. Any module or data file that the wheel lacks fails a command, and so this script.
 #
@@ -113,4 +113,9 @@ assert entry["task"] == "classification" and len(entry["top5"]) == 5, entry
 EOF
 stage "kapps predict export/lenet5/model.tflite digit.png"
 
-echo "installed check passed: $(ls "$work/run")"
+cd /
+if [ "${KAPPS_KEEP_CHECK:-0}" != 1 ]; then
+    rm -rf "$work"
+    stage "removed the work folder"
+fi
+echo "installed check passed"
