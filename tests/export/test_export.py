@@ -303,7 +303,7 @@ def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, e
     assert str(caught.value) == (
         "The task 'recurrent' has no output kind in kapps yet, so its outputs can be neither verified after export "
         "nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
-        "segmentation, heatmap and generative."
+        "segmentation, heatmap, generative, regression and instance_sequence."
     )
     assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 
