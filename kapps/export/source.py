@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
+from kapps.data.base import unit_images
 from kapps.errors import DataError, ModelError
 from kapps.kinds import Kind, kind_for, recorded_task
 from kapps.preprocessing import check_convention, preprocess
@@ -208,7 +209,7 @@ def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_d
         images = [image for image, _ in splits[split].take(limit).batch(256).as_numpy_iterator()]
         if not images:
             raise DataError(f"The {split} split of {spec!r} is empty.")
-        images = np.concatenate(images)
+        images = unit_images(np.concatenate(images))
         return preprocess(images.reshape(len(images), *shape) if rows else images, preprocessing)
 
     return read

@@ -24,8 +24,9 @@ constant 5e-3. A plain RNN at a constant 1e-2 wanders around the baseline even a
 not its memory), while at 3e-3 or 5e-3 it solves length 20 (MSE 0.006, 0.005 after 2,000 steps) and stays at the
 baseline at length 50. The decay serves both: the LSTM finds the long memory while the rate is high, and the RNN
 settles on what it can remember as it falls (length 20: MSE 0.0049 at the end of the 6,260 steps). Measured
-with these defaults through this recipe: at length 20 the RNN's test MSE 0.049 and the LSTM's 0.00004 (always
-1.0: 0.157), at length 50 the RNN's 0.173 (always 1.0: 0.175).
+with these defaults (seed 0; 22 min 21 s on 2 cores shared with two other training jobs): test MSE at lengths
+20 / 50 / 100 / 200, rnn 0.049 / 0.173 / 0.170 / 0.169 and lstm 0.00004 / 0.00003 / 0.00004 / 0.0001, against
+0.157 / 0.175 / 0.170 / 0.168 for always answering 1.0; digits row by row, rnn 94.17% and lstm 96.39%.
 
 Exports unroll the recurrence over the fixed length (`kapps.export.unrolled_twin`): the TFLite file is builtin ops
 only (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD... a step; no WHILE, no fused UNIDIRECTIONAL_SEQUENCE_LSTM, which
