@@ -234,3 +234,23 @@ def test_a_few_steps_of_training_lower_the_loss_on_one_batch():
     # measured: 1.59 -> 0.88 (match 0.83 -> 0.75, stop 0.76 -> 0.13) on the paper's two terms
     assert last["loss"] < 0.6 * first["loss"], (first, last)
     assert last["stop_loss"] < 0.3 * first["stop_loss"] and last["match_loss"] < first["match_loss"]
+
+
+def test_the_context_each_step_reads():
+    """context=8: from step 2 on, the step's input ends with 8 channels holding at every position a ReLU of a
+    dense layer of the previous state's global max pool; step 1's are zeros. Weights: the dense layer (32 + 1) 8
+    and the ConvLSTM's kernel 3 x 3 x 8 x 128 more."""
+    keras.utils.set_random_seed(0)
+    plain = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3)
+    model = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3, context=8)
+    assert model.count_params() == plain.count_params() + (32 + 1) * 8 + 9 * 8 * 4 * 32
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    first = np.asarray(keras.Model(model.input, model.get_layer("step1_input").output)(images))
+    second = np.asarray(keras.Model(model.input, model.get_layer("step2_input").output)(images))
+    assert first.shape == second.shape == (2, 8, 8, 64 + 1 + 8)
+    assert not first[..., -8:].any()
+    summary = second[..., -8:]
+    np.testing.assert_array_equal(summary, np.broadcast_to(summary[:, :1, :1], summary.shape))
+    assert summary.min() >= 0 and summary.max() > 0
+    with pytest.raises(ValueError, match="context must be a non-negative integer. Received: context=-1"):
+        recurrent_instance_segmenter(context=-1)

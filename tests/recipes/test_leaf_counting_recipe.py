@@ -41,6 +41,8 @@ def test_the_run_folder_holds_the_segmenter_its_scores_and_the_targets(run):
     assert config["task"] == "instance_sequence"
     kwargs = config["model"]["kwargs"]
     assert kwargs["max_instances"] == 4 and kwargs["mask_stride"] == 2 and kwargs["input_shape"] == [32, 32, 3]
+    assert kwargs["context"] == 8 and kwargs["mask_bias"] == -3.0
+    assert segmenter.get_layer("context_head").kernel.shape == (4, 8)
     assert config["trainer"]["foreground_weight"] == 1.0 and config["trainer"]["clipnorm"] == 1.0
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -103,6 +105,7 @@ def test_the_run_exports_with_parity_and_predicts(run, tmp_path):
         (["--mask-stride", "1"], "error: --mask-stride must be 0 (the paper's 1x1 head at stride 4) or 2, not 1."),
         (["--images", "10,5"], "error: --images takes three positive counts such as 3000,200,200, not '10,5'."),
         (["--foreground-weight", "-1"], "error: --foreground-weight and --pixel-weight must not be negative."),
+        (["--context", "-2"], "error: --context must not be negative, not -2."),
         (["--data", "folder:/nowhere/at/all"], "error: "),
         (["--data", "digits"], "error: Unknown instance source 'digits'"),
         (["--data", "folder:x", "--images", "1,1,1"], "error: --images sets the number of rosettes drawn, not of"),
