@@ -292,7 +292,11 @@ def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) ->
     weighs an image of 3 leaves as one of 20. `stop_loss` is the binary cross-entropy of each step's confidence
     against "an instance remains", t < count, averaged over the T steps (the paper sums it). `pixel_loss` is not
     the paper's: the per-pixel binary cross-entropy of each matched step's mask against its leaf, averaged over the
-    pixels and the matched pairs, which `RecurrentInstanceTrainer` can add (its `pixel_weight`).
+    pixels and the matched pairs, which `RecurrentInstanceTrainer` can add (its `pixel_weight`). `foreground_loss`
+    is not the paper's either: 1 - the soft Dice of the union of the first `count` steps' masks (their pixel-wise
+    maximum) with the true foreground (the union of the leaves), 2 sum(u f) / (sum u + sum f), per image (0 for an
+    image with neither); it tells every step's pixels from the start which pixels are plant at all, whatever the
+    matching (`RecurrentInstanceTrainer`'s `foreground_weight`).
 
     Args:
         target_masks: (B, N, H, W) true masks (uint8 or float), rows at and past each image's count zero.
@@ -301,8 +305,8 @@ def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) ->
         confidence_logits: (B, T) the confidences' logits.
 
     Returns:
-        {"match_loss", "stop_loss", "pixel_loss"}: float32 scalars, differentiable in `masks` and
-        `confidence_logits`.
+        {"match_loss", "stop_loss", "pixel_loss", "foreground_loss"}: float32 scalars, differentiable in `masks`
+        and `confidence_logits`.
     """
     counts = tf.cast(tf.reshape(counts, [-1]), tf.int32)
     iou, steps = matched_soft_iou(tf.cast(masks, tf.float32), target_masks, counts)
@@ -317,8 +321,13 @@ def recurrent_instance_losses(target_masks, counts, masks, confidence_logits) ->
     logits = tf.cast(confidence_logits, tf.float32)
     remains = tf.cast(tf.range(tf.shape(logits)[1])[None, :] < counts[:, None], tf.float32)
     stop = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=remains, logits=logits), axis=1)
+    union = tf.reduce_max(tf.cast(masks, tf.float32) * remains[:, :, None, None], axis=1)  # (B, H, W)
+    plant = tf.reduce_max(tf.cast(target_masks, tf.float32), axis=1)
+    both = tf.reduce_sum(union, axis=[1, 2]) + tf.reduce_sum(plant, axis=[1, 2])
+    dice = tf.where(both > 0, 2.0 * tf.reduce_sum(union * plant, axis=[1, 2]) / tf.maximum(both, 1e-7), 1.0)
     return {
         "match_loss": tf.reduce_mean(match),
         "stop_loss": tf.reduce_mean(stop),
         "pixel_loss": tf.reduce_mean(pixel),
+        "foreground_loss": tf.reduce_mean(1.0 - dice),
     }

@@ -481,3 +481,61 @@ def _save(fig, path: Path, *, title: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png(fig, path)
     return path
+
+
+STRIP_HEADER = 14  # pixels of the text band above each panel of a step strip
+
+
+def instance_step_strip(
+    image: np.ndarray, masks: np.ndarray, count: int, *, truth: np.ndarray | None = None, scale: int = 2
+) -> np.ndarray:
+    """A recurrent segmenter's instances step by step, as one picture (uint8 (H', W', 3)): panels side by side, each
+    the image enlarged `scale` times (nearest neighbour) under a text band. First the image; then one panel per kept
+    step t = 1..count, headed "step t: count t", showing the label image of steps 1..t (`masks_to_labels`), the
+    earlier leaves faint in their steps' colours (`instance_colour`) and step t's leaf strong; a count of 0 gives one
+    panel "count 0"; last, when `truth` (a label image) is given, the true leaves, headed with their number.
+
+    Args:
+        image: (H, W, 3) in [0, 1] or uint8.
+        masks: (T, H, W) the steps' mask probabilities.
+        count: the steps kept (the segmenter's count).
+        truth: (H, W) the true label image, or None.
+        scale: the enlargement of every panel.
+    """
+    from kapps.instance_metrics import masks_to_labels
+
+    from PIL import Image, ImageDraw
+
+    pixels = np.asarray(image)
+    pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8) if pixels.dtype != np.uint8 else pixels
+    count = max(int(count), 0)
+    palette = np.array([instance_colour(i)[:3] for i in range(max(len(masks), count, 1))], np.float32) * 255
+
+    def overlay(labels, strong=None) -> np.ndarray:
+        out = pixels.astype(np.float32)
+        for value in np.unique(labels[labels > 0]):
+            alpha = 0.85 if strong is None or value == strong else 0.4
+            colour = palette[(value - 1) % len(palette)]
+            out[labels == value] = (1 - alpha) * out[labels == value] + alpha * colour
+        return out.round().astype(np.uint8)
+
+    panels = [(pixels, "image")]
+    if count == 0:
+        panels.append((pixels, "count 0"))
+    for t in range(1, count + 1):
+        panels.append((overlay(masks_to_labels(masks, count=t), strong=t), f"step {t}: count {t}"))
+    if truth is not None:
+        truth = np.asarray(truth)
+        values = np.unique(truth[truth > 0])
+        renumbered = np.searchsorted(values, truth) + 1
+        panels.append((overlay(np.where(truth > 0, renumbered, 0)), f"truth: {len(values)}"))
+    height, width = pixels.shape[:2]
+    tile_w, gap = width * scale, 2
+    strip = Image.new("RGB", (len(panels) * (tile_w + gap) - gap, height * scale + STRIP_HEADER), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, (panel, text) in enumerate(panels):
+        left = i * (tile_w + gap)
+        big = np.repeat(np.repeat(panel, scale, axis=0), scale, axis=1)
+        strip.paste(Image.fromarray(big), (left, STRIP_HEADER))
+        draw.text((left + 2, 1), text, fill="black")
+    return np.asarray(strip)

@@ -1,7 +1,7 @@
 """Custom Keras layers, each registered as serializable under the package name `kapps`."""
 
 from kapps.layers.connection_table import ConnectionTableConv2D
-from kapps.layers.conv_lstm import ConvLSTMCell, StopSequence, ZeroMaps
+from kapps.layers.conv_lstm import ConvLSTMCell, SpreadVector, StopSequence, ZeroMaps
 from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.heatmaps import HeatmapPeaks
 from kapps.layers.instance_masks import ClassMasks, PasteMasks
@@ -33,6 +33,7 @@ __all__ = [
     "RoIAlign",
     "RoIPooling",
     "SobelEdges",
+    "SpreadVector",
     "StopSequence",
     "YoloV1Decode",
     "ZeroMaps",

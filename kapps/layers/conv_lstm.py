@@ -1,6 +1,6 @@
 """The layers of a recurrent instance segmenter unrolled in a functional graph: a convolutional LSTM cell called once
-a step with its weights shared, the zero maps its first step starts from, and the stop that turns per-step
-confidences into a count.
+a step with its weights shared, the zero maps its first step starts from, a vector spread over maps (a state's
+global summary at every position), and the stop that turns per-step confidences into a count.
 
 Convolutional LSTM (Shi et al., "Convolutional LSTM network: a machine learning approach for precipitation
 nowcasting", NeurIPS 2015): the LSTM's matrix products become convolutions, so the input, the hidden state and the
@@ -135,3 +135,18 @@ class StopSequence(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class SpreadVector(keras.layers.Layer):
+    """A vector (B, C) copied to every position of maps (B, H, W, ...): `[vector, maps] -> (B, H, W, C)`, computed
+    as the maps' first channel times 0 plus the vector (a MUL and a broadcast ADD), so the batch and the size stay
+    free in every converted graph. A recurrent segmenter's step reads its previous state's global summary so."""
+
+    def call(self, inputs):
+        vector, maps = inputs
+        return maps[..., :1] * 0.0 + vector[:, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        vector, maps = input_shape
+        return (*tuple(maps[:-1]), vector[-1])

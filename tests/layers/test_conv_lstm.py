@@ -1,7 +1,7 @@
-"""The convolutional LSTM cell against Keras's ConvLSTM2D and against its gate equations in NumPy; the zero maps; the
-stop that turns confidences into a count."""
+"""The convolutional LSTM cell against Keras's ConvLSTM2D and against its gate equations in NumPy; the zero maps; a
+vector spread over maps; the stop that turns confidences into a count."""
 
-from kapps.layers import ConvLSTMCell, StopSequence, ZeroMaps
+from kapps.layers import ConvLSTMCell, SpreadVector, StopSequence, ZeroMaps
 
 import keras
 import numpy as np
@@ -85,6 +85,14 @@ def test_zero_maps_follow_the_inputs_batch_and_size():
         assert zeros.shape == (3, 4, 5, channels) and not zeros.any()
     with pytest.raises(ValueError, match="channels must be a positive integer"):
         ZeroMaps(0)
+
+
+def test_a_vector_is_spread_over_the_maps_batch_and_size():
+    vector = np.array([[1.0, -2.0], [3.0, 4.0]], "float32")
+    maps = np.random.default_rng(0).normal(size=(2, 3, 5, 7)).astype("float32")
+    spread = np.asarray(SpreadVector()([vector, maps]))
+    np.testing.assert_array_equal(spread, np.broadcast_to(vector[:, None, None, :], (2, 3, 5, 2)))
+    assert SpreadVector().compute_output_shape([(None, 2), (None, 3, 5, 7)]) == (None, 3, 5, 2)
 
 
 def test_the_stop_keeps_the_steps_before_the_first_low_confidence():

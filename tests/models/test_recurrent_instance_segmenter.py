@@ -79,6 +79,37 @@ def test_bad_settings_are_refused():
         RecurrentInstanceTrainer(recurrent_instance_segmenter(**TINY), stop_weight=-1)
     with pytest.raises(ValueError, match="pixel_weight must be a non-negative number"):
         RecurrentInstanceTrainer(recurrent_instance_segmenter(**TINY), pixel_weight=-1)
+    with pytest.raises(ValueError, match="foreground_weight must be a non-negative number"):
+        RecurrentInstanceTrainer(recurrent_instance_segmenter(**TINY), foreground_weight=-0.5)
+    with pytest.raises(ValueError, match=r"mask_stride must be None or a stride of the encoder below its last, one of"):
+        recurrent_instance_segmenter(mask_stride=1)
+    with pytest.raises(ValueError, match="mask_stride must be None or a stride"):
+        recurrent_instance_segmenter(**TINY, mask_stride=2)  # a two-block encoder has no stride below its last
+    with pytest.raises(ValueError, match="decoder_filters must be a positive integer"):
+        recurrent_instance_segmenter(mask_stride=2, decoder_filters=0)
+
+
+def test_the_finer_mask_decoder_and_the_mask_bias():
+    """mask_stride=2: each step's mask is a 3x3 convolution (D = 8) of the state upsampled to stride 2 beside block
+    1's pooled features (16 channels), then the 1x1 head; the canvas is the masks average-pooled back to stride 4."""
+    keras.utils.set_random_seed(0)
+    plain = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3)
+    finer = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3, mask_stride=2, mask_bias=-3.0)
+    decoder = conv(32 + 16, 8)
+    assert finer.count_params() == plain.count_params() - (32 + 1) + decoder + (8 + 1)
+    assert finer.get_layer("mask_decoder").kernel.shape == (3, 3, 48, 8)
+    np.testing.assert_array_equal(finer.get_layer("mask_head").bias.numpy(), [-3.0])
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    steps = np.asarray(keras.Model(finer.input, finer.get_layer("step_masks").output)(images))
+    assert steps.shape == (2, 3, 32, 32)
+    # The mask logits start at the bias: the masks near sigmoid(-3) = 0.047, not 0.5.
+    assert 0.01 < float(np.median(steps)) < 0.15
+    # The canvas the second step reads is the first step's mask (8 x 8 at stride 4) from its 16 x 16 at stride 2.
+    logits = keras.Model(finer.input, finer.get_layer("step_mask_logits").output)(images)
+    canvas = keras.Model(finer.input, finer.get_layer("step2_input").output)(images)
+    first = 1 / (1 + np.exp(-np.asarray(logits)[..., :1]))  # (2, 16, 16, 1)
+    pooled = first.reshape(2, 8, 2, 8, 2, 1).mean(axis=(2, 4))
+    np.testing.assert_allclose(np.asarray(canvas)[..., -1:], pooled, rtol=1e-5, atol=1e-6)
 
 
 def test_the_trainers_loss_weighs_the_terms():
@@ -90,17 +121,19 @@ def test_the_trainers_loss_weighs_the_terms():
     segmenter = recurrent_instance_segmenter(**TINY)
     paper = RecurrentInstanceTrainer(segmenter).losses_of(images, targets, training=False)
     assert float(paper["loss"]) == pytest.approx(float(paper["match_loss"] + paper["stop_loss"]), rel=1e-6)
-    weighted = RecurrentInstanceTrainer(segmenter, stop_weight=2.0, pixel_weight=0.5)
+    weighted = RecurrentInstanceTrainer(segmenter, stop_weight=2.0, pixel_weight=0.5, foreground_weight=3.0)
     terms = weighted.losses_of(images, targets, training=False)
-    total = terms["match_loss"] + 2.0 * terms["stop_loss"] + 0.5 * terms["pixel_loss"]
+    total = terms["match_loss"] + 2.0 * terms["stop_loss"] + 0.5 * terms["pixel_loss"] + 3.0 * terms["foreground_loss"]
+    assert float(terms["foreground_loss"]) > 0
     assert float(terms["loss"]) == pytest.approx(float(total), rel=1e-6)
 
 
 def numpy_losses(truth, counts, masks, logits):
     """The loss in NumPy: each image's leaves matched to its first `count` steps by brute force over every
     assignment (the best total soft IoU), the mean of 1 - IoU over the pairs, the mean binary cross-entropy of
-    the confidences against t < count, and the mean over the pairs of the matched masks' per-pixel cross-entropy."""
-    match, stop, pixel = [], [], []
+    the confidences against t < count, the mean over the pairs of the matched masks' per-pixel cross-entropy, and
+    1 - the Dice of the first `count` steps' pixel-wise maximum with the union of the leaves."""
+    match, stop, pixel, foreground = [], [], [], []
     for y, n, p, z in zip(truth, counts, masks, logits, strict=True):
         y, p = y.reshape(len(y), -1).astype(float), p.reshape(len(p), -1).astype(float)
         iou = np.array([[(a * b).sum() / (a + b - a * b).sum() for b in y[:n]] for a in p[:n]])
@@ -111,7 +144,10 @@ def numpy_losses(truth, counts, masks, logits):
         target = (np.arange(len(z)) < n).astype(float)
         sigma = 1 / (1 + np.exp(-z))
         stop.append(np.mean(-(target * np.log(sigma) + (1 - target) * np.log(1 - sigma))))
-    return np.mean(match), np.mean(stop), np.mean(pixel)
+        union, plant = (p[:n].max(axis=0) if n else np.zeros(p.shape[1])), y.max(axis=0)
+        both = union.sum() + plant.sum()
+        foreground.append(1 - (2 * (union * plant).sum() / both if both else 1.0))
+    return np.mean(match), np.mean(stop), np.mean(pixel), np.mean(foreground)
 
 
 def hand_made_case():
@@ -137,8 +173,12 @@ def hand_made_case():
 def test_the_loss_is_the_numpy_computation_on_a_hand_made_case():
     truth, counts, masks, logits = hand_made_case()
     terms = recurrent_instance_losses(truth, counts, masks, logits)
-    match, stop, pixel = numpy_losses(truth, counts, masks, logits)
+    match, stop, pixel, foreground = numpy_losses(truth, counts, masks, logits)
     assert float(terms["match_loss"]) == pytest.approx(match, rel=1e-5)
+    assert float(terms["foreground_loss"]) == pytest.approx(foreground, rel=1e-5)
+    # By hand: image 0's union of its 2 steps is [0.9, 0.8, 0.7, 0.9] on all-plant pixels: Dice 2 x 3.3 / 7.3;
+    # image 1's of its 3 steps [0.8, 0.9, 0.6, 0.7]: 2 x 3.0 / 7.0 (the third step of image 0 is not in its union).
+    assert foreground == pytest.approx(1 - np.mean([6.6 / 7.3, 6.0 / 7.0]))
     assert float(terms["stop_loss"]) == pytest.approx(stop, rel=1e-5)
     assert float(terms["pixel_loss"]) == pytest.approx(pixel, rel=1e-5)
     # By hand: image 0 pairs step 0 with leaf 0 (soft IoU 1.7 / 2.1) and step 1 with leaf 1 (1.6 / 2.3); image 1's
@@ -157,6 +197,7 @@ def test_permuting_the_true_leaves_leaves_the_loss_unchanged():
     again = recurrent_instance_losses(permuted, counts, masks, logits)
     assert float(again["match_loss"]) == pytest.approx(float(terms["match_loss"]), rel=1e-6)
     assert float(again["pixel_loss"]) == pytest.approx(float(terms["pixel_loss"]), rel=1e-6)
+    assert float(again["foreground_loss"]) == pytest.approx(float(terms["foreground_loss"]), rel=1e-6)
     assert float(again["stop_loss"]) == float(terms["stop_loss"])
 
 
@@ -193,3 +234,23 @@ def test_a_few_steps_of_training_lower_the_loss_on_one_batch():
     # measured: 1.59 -> 0.88 (match 0.83 -> 0.75, stop 0.76 -> 0.13) on the paper's two terms
     assert last["loss"] < 0.6 * first["loss"], (first, last)
     assert last["stop_loss"] < 0.3 * first["stop_loss"] and last["match_loss"] < first["match_loss"]
+
+
+def test_the_context_each_step_reads():
+    """context=8: from step 2 on, the step's input ends with 8 channels holding at every position a ReLU of a
+    dense layer of the previous state's global max pool; step 1's are zeros. Weights: the dense layer (32 + 1) 8
+    and the ConvLSTM's kernel 3 x 3 x 8 x 128 more."""
+    keras.utils.set_random_seed(0)
+    plain = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3)
+    model = recurrent_instance_segmenter(input_shape=(32, 32, 3), max_instances=3, context=8)
+    assert model.count_params() == plain.count_params() + (32 + 1) * 8 + 9 * 8 * 4 * 32
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    first = np.asarray(keras.Model(model.input, model.get_layer("step1_input").output)(images))
+    second = np.asarray(keras.Model(model.input, model.get_layer("step2_input").output)(images))
+    assert first.shape == second.shape == (2, 8, 8, 64 + 1 + 8)
+    assert not first[..., -8:].any()
+    summary = second[..., -8:]
+    np.testing.assert_array_equal(summary, np.broadcast_to(summary[:, :1, :1], summary.shape))
+    assert summary.min() >= 0 and summary.max() > 0
+    with pytest.raises(ValueError, match="context must be a non-negative integer. Received: context=-1"):
+        recurrent_instance_segmenter(context=-1)
