@@ -7,6 +7,7 @@ with `points_dataset` (see `kapps.data.keypoints`). `as_arrays` reads a split ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kapps.errors import DataError
@@ -26,6 +27,10 @@ class Data:
         input_shape: (height, width, channels) of every image.
         class_names: one name per class; `num_classes` is its length.
         sizes: number of examples in each split.
+        worker_train: for a source of files, `(count, index) -> dataset`: the training split of worker `index` of
+            `count` in multi-worker training, read from its own share of the files only (see
+            `kapps.data.sharding`), or None when the files do not go round the workers; None for a source that
+            every worker reads whole.
     """
 
     spec: str
@@ -35,6 +40,7 @@ class Data:
     input_shape: tuple[int, int, int]
     class_names: list[str]
     sizes: dict[str, int] = field(default_factory=dict)
+    worker_train: Callable[[int, int], tf.data.Dataset] | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:

@@ -56,6 +56,7 @@ def load_detection_folder(
         input_shape=(*image_size, 3),
         class_names=class_names,
         sizes={"train": len(train), "val": len(val), "test": len(test)},
+        worker_train=lambda count, index: _records_dataset(train[index::count], **options),
     )
 
 

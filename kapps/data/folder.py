@@ -89,4 +89,5 @@ def load_folder(spec: str, *, image_size, channels: int, seed: int, val_fraction
         input_shape=(*image_size, channels),
         class_names=names,
         sizes={"train": len(train_files), "val": len(val_files), "test": len(test_files)},
+        worker_train=lambda count, index: split(train_files[index::count], train_labels[index::count]),
     )

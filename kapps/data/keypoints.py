@@ -246,6 +246,9 @@ def load_points_folder(spec: str, *, image_size, seed: int, max_points: int | No
         input_shape=(*image_size, 3),
         class_names=type_names,
         sizes={"train": len(train), "val": len(val), "test": len(test)},
+        worker_train=lambda count, index: _records_dataset(
+            train[index::count], image_size=image_size, max_points=max_points
+        ),
     )
 
 

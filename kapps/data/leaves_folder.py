@@ -68,6 +68,9 @@ def load_leaves_folder(spec: str, *, image_size, seed: int, val_fraction: float,
         input_shape=(*image_size, 3),
         class_names=list(LEAF_CLASSES),
         sizes={"train": len(train), "val": len(val), "test": len(test)},
+        worker_train=lambda count, index: _records_dataset(
+            train[index::count], image_size=image_size, max_leaves=max_leaves
+        ),
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kapps.data.base import unit_images
+from kapps.data.sharding import input_workers, replica_batch_size, with_policy
 from kapps.preprocessing import check_convention, preprocess
 
 import keras
@@ -51,7 +52,9 @@ def pipeline(
             last, after augmentation, which works on [0, 1] images.
 
     Returns:
-        A batched, prefetching `tf.data.Dataset`: endless in training, one pass otherwise.
+        A batched, prefetching `tf.data.Dataset`: endless in training, one pass otherwise. Under multi-worker
+        training tf.distribute shards it by data (`AutoShardPolicy.DATA`): every worker makes the same global
+        batches and trains on its slice of each (see `kapps.data.sharding`).
     """
     eight_bit = tf.nest.flatten(ds.element_spec)[0].dtype == tf.uint8
     if cache:
@@ -81,7 +84,7 @@ def pipeline(
             ds = ds.map(_unit, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if check_convention(preprocessing) != "unit":
         ds = ds.map(lambda images, *targets: (preprocess(images, preprocessing), *targets))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return with_policy(ds.prefetch(tf.data.AUTOTUNE), tf.data.experimental.AutoShardPolicy.DATA)
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,30 @@ def splits(
     eval_batch_size: int = EVAL_BATCH_SIZE,
 ) -> Splits:
     """Batch the three splits of `data` (a `kapps.data.Data`) with `pipeline`: training with `augment` and the
-    per-epoch shuffle of `seed`, validation and test in batches of `eval_batch_size`."""
-    return Splits(
-        train=pipeline(
+    per-epoch shuffle of `seed`, validation and test in batches of `eval_batch_size`.
+
+    In multi-worker training a source of files (one with `Data.worker_train`) is read by file: this worker's
+    training stream comes from its share of the files, in per-replica batches, marked as its own input
+    (`kapps.data.sharding`); every other split and source is sharded by data.
+    """
+    count, index = input_workers()
+    share = data.worker_train(count, index) if count > 1 and data.worker_train is not None else None
+    if share is not None:
+        train = pipeline(
+            share,
+            batch_size=replica_batch_size(batch_size),
+            training=True,
+            augment=augment,
+            seed=seed,
+            preprocessing=preprocessing,
+        )
+        train = with_policy(train, tf.data.experimental.AutoShardPolicy.OFF)
+    else:
+        train = pipeline(
             data.train, batch_size=batch_size, training=True, augment=augment, seed=seed, preprocessing=preprocessing
-        ),
+        )
+    return Splits(
+        train=train,
         val=pipeline(data.val, batch_size=eval_batch_size, training=False, preprocessing=preprocessing),
         test=pipeline(data.test, batch_size=eval_batch_size, training=False, preprocessing=preprocessing),
     )

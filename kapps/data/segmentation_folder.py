@@ -86,6 +86,9 @@ def load_segmentation_folder(spec: str, *, image_size, seed: int, val_fraction: 
         input_shape=(*image_size, 3),
         class_names=class_names,
         sizes={"train": len(train), "val": len(val), "test": len(test)},
+        worker_train=lambda count, index: _records_dataset(
+            train[index::count], image_size=image_size, binary=binary, instances=instances
+        ),
     )
 
 

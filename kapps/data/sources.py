@@ -135,6 +135,27 @@ def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
         n = int(ds.cardinality())
         return n if n >= 0 else -1
 
+    try:
+        train_files = len(info.splits[splits[0]].file_instructions)
+    except Exception:  # a split tfds cannot describe file by file (its mock data, for one): read it by data
+        train_files = 0
+
+    def worker_train(count: int, index: int):
+        # The training split's TFRecord files dealt out between the workers by tfds itself; with fewer files than
+        # workers (MNIST's training set is one file) every worker reads everything, sharded by data.
+        if train_files < count:
+            return None
+        context = tf.distribute.InputContext(num_input_pipelines=count, input_pipeline_id=index)
+        share = tfds.load(
+            name,
+            split=splits[0],
+            data_dir=data_dir,
+            as_supervised=True,
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(input_context=context),
+        )
+        return split(share)
+
     return Data(
         spec=spec,
         train=split(train),
@@ -143,4 +164,5 @@ def _tfds(spec: str, *, image_size, data_dir: str | None, val_fraction: float) -
         input_shape=(*image_size, channels),
         class_names=list(label.names),
         sizes={"train": size(train), "val": size(val), "test": size(test)},
+        worker_train=worker_train,
     )

@@ -76,7 +76,7 @@ def main(opts: kapps.train.TrainOptions, depths: str) -> dict:
         click.echo(f"{name}: final training error {train_error:.2%}, test error {test_error:.2%}")
 
     # 3. Show: the figure, and the numbers behind it.
-    out = Path(opts.out)
+    out = kapps.train.output_folder(opts.out)  # the run folder, written by the chief of a multi-worker run alone
     plot = plot_error_curves(
         histories,
         out / "degradation.png",

@@ -152,7 +152,11 @@ def main(
     judge_noise = kind.inputs((latent_dim,), SAMPLES, split="val")  # the same every epoch
     final_noise = kind.inputs((latent_dim,), SAMPLES, split="test")  # other noise for the kept generator's scores
     progress = GeneratorProgress(
-        out, grid_noise=judge_noise[:GRID], judge=judge, judge_noise=judge_noise, confidence=CONFIDENCE
+        kapps.train.output_folder(out),  # the run folder, written by the chief of a multi-worker run alone
+        grid_noise=judge_noise[:GRID],
+        judge=judge,
+        judge_noise=judge_noise,
+        confidence=CONFIDENCE,
     )
 
     # 3. The GAN: DCGAN's networks and optimizers; the engine keeps the epoch of lowest judge distance.
@@ -169,7 +173,7 @@ def main(
     # 4. Evaluate: the kept generator's 1,000 samples from the test noise, read by the judge.
     def evaluate(generator: keras.Model) -> dict:
         samples = generate(generator, final_noise)
-        write_grid(samples[:GRID], out / "plots" / "samples.png")
+        write_grid(samples[:GRID], kapps.train.output_folder(out) / "plots" / "samples.png")
         scores = judge.scores(samples, confidence=CONFIDENCE)
         real_scores = judge.scores(real_test, confidence=CONFIDENCE)
         ratio = fall_ratio(progress.rows)

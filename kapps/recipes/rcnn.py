@@ -189,7 +189,9 @@ def main(
         fit_box_regressors(box_features, train_regions, num_classes=num_classes) if box_regression else (None, {})
     )
     rcnn = RCNN(finetuned.model, class_names=data.class_names, svms=svms, boxes=boxes, settings=settings)
-    rcnn.save(out / "rcnn")
+    # What the engine does not write itself goes to this process's copy of the run folder: the chief's alone is it.
+    own = kapps.train.output_folder(out)
+    rcnn.save(own / "rcnn")
     click.echo(
         "SVMs: negatives cached after mining "
         + ", ".join(f"{data.class_names[k]} {log[-1]['cached']} ({len(log) - 1} rounds)" for k, log in mining.items())
@@ -207,17 +209,17 @@ def main(
         "box_regression_examples": {data.class_names[k]: n for k, n in counts.items()},
         "proposal_recall50": {name: proposal_recall(table) for name, table in regions.items()},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (own / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     config = {"task": "detection", "model": {"name": "rcnn", "settings": dataclasses.asdict(settings)}}
     config |= {"options": opts.to_dict(), "warp_size": warp_size, "data": data.describe()}
     config["versions"] = kapps.train.versions()
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (own / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     picture = plot_detections(
-        rcnn, test, out / "plots" / "test_detections.png", class_names=data.class_names, count=16, score_threshold=0.0
+        rcnn, test, own / "plots" / "test_detections.png", class_names=data.class_names, count=16, score_threshold=0.0
     )
     click.echo(
         f"rcnn on {opts.data}: test mAP@0.5 {metrics['map50']:.3f}, mAP@[.5:.95] {metrics['map']:.3f}, "
-        f"{seconds_per_image:.3f} s an image; {picture}; run folder {out}"
+        f"{seconds_per_image:.3f} s an image; {picture}; run folder {own}"
     )
     return metrics
 

@@ -204,7 +204,8 @@ def main(
         finetuned_accuracy=finetuned.metrics["test_accuracy"],
         scratch_accuracy=scratch.metrics["test_accuracy"],
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary_file = kapps.train.output_folder(out) / "summary.json"  # written by the chief of a multi-worker run alone
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(
         f"\n{backbone_name}, test accuracy (target: classes {', '.join(target_data.class_names)}, "
         f"{target_per_class} training images each)"
@@ -213,7 +214,7 @@ def main(
         click.echo(f"  {'pretrain':<10} {summary['pretrain_accuracy']:.4f}  (source classes {source_classes})")
     for key in ("frozen", "finetuned", "scratch"):
         click.echo(f"  {key:<10} {summary[key + '_accuracy']:.4f}")
-    click.echo(f"wrote {out / 'summary.json'}")
+    click.echo(f"wrote {summary_file}")
     return summary
 
 

@@ -6,7 +6,7 @@
 """
 
 from kapps.train.classification import evaluate_classifier, fit_classifier
-from kapps.train.distribute import STRATEGIES, make_strategy
+from kapps.train.distribute import STRATEGIES, make_strategy, output_folder
 from kapps.train.engine import Run, fit, seed_everything, versions
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
@@ -27,6 +27,7 @@ __all__ = [
     "evaluate_classifier",
     "fit_classifier",
     "make_strategy",
+    "output_folder",
     "precision_policy",
     "recipe_command",
     "resolve_precision",

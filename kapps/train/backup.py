@@ -34,13 +34,18 @@ class Backup(keras.callbacks.Callback):
 
     Place it last among the callbacks, so an epoch is backed up only once the others have logged it.
 
+    In multi-worker training the chief backs up and every worker restores from the chief's folder, which must be
+    on storage they all read (as for `keras.callbacks.BackupAndRestore`); the others pass `writes=False`.
+
     Args:
         folder: the backup folder; it holds nothing else.
+        writes: back up after each epoch and remove the folder at the end; with False, only restore from it.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, writes: bool = True):
         super().__init__()
         self.folder = Path(folder)
+        self.writes = writes
 
     def finished_epochs(self) -> int:
         """How many epochs the backup holds: the epoch a resumed `fit` starts at (0 without a backup)."""
@@ -96,6 +101,8 @@ class Backup(keras.callbacks.Callback):
                 variable.assign(saved[str(i)])
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.writes:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         previous = self._read_state()
         stem = f"epoch-{epoch + 1:05d}"
@@ -118,7 +125,8 @@ class Backup(keras.callbacks.Callback):
                 (self.folder / name).unlink(missing_ok=True)
 
     def on_train_end(self, logs=None):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.writes:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _read_state(self) -> dict | None:
         path = self.folder / STATE_FILE

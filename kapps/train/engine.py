@@ -16,7 +16,15 @@ from pathlib import Path
 from kapps.errors import OptionError
 from kapps.provenance import stamp
 from kapps.train.backup import Backup
-from kapps.train.distribute import make_strategy
+from kapps.train.distribute import (
+    agreed_epoch,
+    batches_a_step,
+    distribute_input,
+    fit_keras_to_cluster,
+    is_chief,
+    make_strategy,
+    output_folder,
+)
 from kapps.train.options import TrainOptions
 from kapps.train.precision import precision_policy, resolve_precision
 from kapps.viz import plot_curves
@@ -35,7 +43,12 @@ BACKUP_DIR = "backup"
 
 @dataclass
 class Run:
-    """A finished run: its folder, its best model and its test metrics."""
+    """A finished run: its folder, its best model and its test metrics.
+
+    `path` is where this process wrote the run: the run folder (`--out`), or, for a worker of a multi-worker run
+    that is not the chief, the stand-in folder of `kapps.train.distribute.output_folder`, so that what a recipe
+    writes into `path` after training (plots of test predictions) is written once too.
+    """
 
     path: Path
     model: keras.Model
@@ -96,6 +109,12 @@ def fit(
 
     A `monitor` that the first epoch's logs do not hold stops the run with a `ValueError` naming what they hold.
 
+    Under `--strategy multi-worker` every worker runs this with the same arguments: the chief writes the run folder,
+    the others write the same files to a stand-in folder (`kapps.train.output_folder`) and restore from the chief's
+    `backup/` (so `opts.out` must be on storage every worker reads for a run to resume), and workers that would
+    resume at different epochs stop with one sentence. `train` is a stream of global batches that tf.distribute
+    shards by data, or a worker's own share of a file source (`kapps.data.sharding`).
+
     Args:
         opts: the shared recipe options.
         build_model: returns the model; called inside the strategy scope and under the dtype policy.
@@ -135,12 +154,19 @@ def fit(
     _check_arguments(
         val=val, loss=loss, loss_weights=loss_weights, metrics=metrics, optimizer=optimizer, monitor=monitor, mode=mode
     )
-    out = _prepare_folder(Path(opts.out), resume=opts.resume)
-    seed_everything(opts.seed, deterministic=opts.deterministic)
+    run_folder = Path(opts.out)
     strategy = make_strategy(opts.strategy)
+    chief = is_chief(strategy)
+    # A worker that is not the chief writes what the chief writes to a stand-in folder, removed when its process
+    # ends, and reads the chief's backup: the run folder is written once, by the chief.
+    out = _prepare_folder(run_folder if chief else output_folder(run_folder), resume=opts.resume)
+    seed_everything(opts.seed, deterministic=opts.deterministic)
     policy = resolve_precision(opts.precision, strategy=strategy)
-    backup = Backup(out / BACKUP_DIR)
-    initial_epoch = backup.finished_epochs()
+    if chief:
+        backup = Backup(out / BACKUP_DIR)
+    else:  # restores from the chief's backup (the run folder on storage every worker reads), writes none
+        backup = Backup(run_folder / BACKUP_DIR if opts.resume else out / BACKUP_DIR, writes=False)
+    initial_epoch = agreed_epoch(strategy, backup.finished_epochs(), run_folder=run_folder)
     resuming = initial_epoch > 0
     if resuming:
         _drop_history_after(out / HISTORY_FILE, epochs=initial_epoch)
@@ -158,7 +184,7 @@ def fit(
     self_compiled = loss is None
     _metrics = dict(metrics) if isinstance(metrics, dict) else list(metrics)
     with precision_policy(policy), strategy.scope():
-        model = build_model()
+        model = fit_keras_to_cluster(build_model(), strategy)
         _check_compiled(model, self_compiled=self_compiled)
         if not self_compiled:
             model.compile(
@@ -176,7 +202,7 @@ def fit(
                 checkpoint_file,
                 monitor=monitor,
                 mode=mode,
-                initial=_best_in_history(out / HISTORY_FILE, monitor, mode) if resuming else None,
+                initial=_best_in_history(run_folder / HISTORY_FILE, monitor, mode) if resuming else None,
             ),
         ]
     all_callbacks = [
@@ -192,24 +218,32 @@ def fit(
     ]
     start = time.perf_counter()
     model.fit(
-        backup.replay(train, steps_per_epoch=train_steps),
+        distribute_input(strategy, backup.replay(train, steps_per_epoch=train_steps * batches_a_step(strategy, train))),
         validation_data=val,
         epochs=opts.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=train_steps,
         callbacks=all_callbacks,
         shuffle=False,  # the pipeline shuffles
-        verbose=2,
+        verbose=2 if chief else 0,  # one log of the epochs, the chief's
     )
     seconds = time.perf_counter() - start
-    if monitor is None or not checkpoint_file.exists():  # the last epoch, or no epoch improved on the resumed best
+    if monitor is None:
         _save_atomically(model, checkpoint_file)
+    elif not checkpoint_file.exists():
+        # No epoch of this session beat the best kept before a resume: a worker keeps that one, from the chief.
+        kept = run_folder / checkpoint_file.name
+        if kept.exists():
+            checkpoint_file = kept
+        else:
+            _save_atomically(model, checkpoint_file)
     with strategy.scope():
         # The optimizer's state is of no use for testing; loading without compiling skips restoring it.
         best = keras.saving.load_model(checkpoint_file, compile=False, safe_mode=True)
         if export_model:
             best = export_model(best)
             _save_atomically(best, out / MODEL_FILE)
+        fit_keras_to_cluster(best, strategy)
         if evaluate_test is not None:
             test_metrics = evaluate_test(best)
         elif test is None:
@@ -230,7 +264,7 @@ def fit(
         "train_seconds_this_session": round(seconds, 2),
     }
     _write_json(out / METRICS_FILE, run_metrics)
-    plot_curves(history, out / "plots" / "curves.png", title=out.name)
+    plot_curves(history, out / "plots" / "curves.png", title=run_folder.name)
     return Run(path=out, model=best, metrics=run_metrics, history=history)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kapps.cli import Command
 from kapps.errors import OptionError
-from kapps.train.distribute import STRATEGIES
+from kapps.train.distribute import STRATEGIES, make_strategy
 from kapps.train.precision import PRECISIONS
 
 import click
@@ -96,7 +96,10 @@ def recipe_command(*, name: str, help: str, **defaults):
         @functools.wraps(main)
         def command(debug, **kwargs):  # debug is read by Command when an error arrives
             extra = {k: v for k, v in kwargs.items() if k not in fields}
-            return main(TrainOptions(**{k: v for k, v in kwargs.items() if k in fields}), **extra)
+            opts = TrainOptions(**{k: v for k, v in kwargs.items() if k in fields})
+            if opts.strategy == "multi-worker":
+                make_strategy("multi-worker")  # before the recipe loads data: see make_strategy
+            return main(opts, **extra)
 
         return command
 

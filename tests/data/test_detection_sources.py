@@ -13,6 +13,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.data.shares import assert_shared_by_file
+
 WIDTH, HEIGHT = 64, 48
 
 
@@ -105,6 +107,10 @@ def test_voc_folder_with_split_lists_gives_exact_boxes_classes_and_pixels(voc_fo
     # "d" has no objects: all padding; "e" runs out of the image on the left and bottom: clipped.
     np.testing.assert_array_equal(val[0][1]["classes"], [-1, -1, -1])
     np.testing.assert_allclose(test[0][1]["boxes"][0], [0.0, 2 / 48, 20 / 64, 1.0], atol=1e-6)
+
+
+def test_a_detection_folder_is_shared_between_workers_by_file(voc_folder):
+    assert_shared_by_file(load_detection(f"folder:{voc_folder}", image_size=(32, 32), seed=0))
 
 
 def test_voc_folder_without_lists_is_split_by_seed_and_stretched(voc_folder):

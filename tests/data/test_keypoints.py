@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data.shares import assert_shared_by_file
+
 CENTRE, CORNER = 0, 1
 
 
@@ -189,6 +191,11 @@ def test_folder_points_are_relative_and_follow_the_listed_splits(tmp_path):
     assert np.all(val["types"] == -1)
     ((_, test),) = data.test.as_numpy_iterator()
     np.testing.assert_allclose(test["points"][0], [40.5 / 48, 12.5 / 24], atol=1e-6)
+
+
+def test_the_folder_is_shared_between_workers_by_file(tmp_path):
+    root = _write_folder(tmp_path / "plants")
+    assert_shared_by_file(load_keypoints(f"folder:{root}", image_size=(32, 32), seed=0, val_fraction=0.2))
 
 
 def test_folder_without_lists_is_split_by_the_seed_and_point_types_fix_the_order(tmp_path):

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.data.shares import assert_shared_by_file
+
 # A 6x8 plant: leaf 7 (12 pixels), leaf 3 (8 pixels), leaf 9 (4 pixels); palette indices, not consecutive.
 LABELS = np.array(
     [
@@ -48,6 +50,10 @@ def cvppp(tmp_path, count=5):
 
 def examples(ds):
     return [(image.numpy(), {key: value.numpy() for key, value in targets.items()}) for image, targets in ds]
+
+
+def test_the_folder_is_shared_between_workers_by_file(tmp_path):
+    assert_shared_by_file(load_instances(f"folder:{cvppp(tmp_path, count=6)}", image_size=(6, 8), seed=0))
 
 
 def test_the_folder_source_is_listed():

@@ -13,6 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tests.data.shares import assert_shared_by_file
+
 
 def _examples(split) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(image, mask) for image, mask in split.as_numpy_iterator()]
@@ -86,6 +88,10 @@ def test_voc_folder_reads_palette_indices_not_colours(voc_folder):
     assert trained == {0, 40, 80, 120}
     # no classes.txt and largest index 3: generic names, background first
     assert data.class_names == ["background", "class_1", "class_2", "class_3"]
+
+
+def test_a_segmentation_folder_is_shared_between_workers_by_file(voc_folder):
+    assert_shared_by_file(load_segmentation(f"folder:{voc_folder}", image_size=(6, 8), seed=0))
 
 
 def test_masks_are_resized_by_nearest_neighbour(voc_folder):

@@ -2,18 +2,23 @@
 cosine decay), with the state it ends with saved to `out/final_state.npz`.
 
 The tests train it in-process, and as `python -m tests.train.lenet_process OUT`: a process they kill with SIGKILL
-and start again, or one that trains on `--logical-cpus 2` under MirroredStrategy, which must be set before
-TensorFlow first lists its devices, so before anything in this process trains.
+and start again, one that trains on `--logical-cpus 2` under MirroredStrategy, which must be set before
+TensorFlow first lists its devices, so before anything in this process trains, or a worker of a local cluster
+(`--strategy multi-worker`, under `kapps.train.local_cluster`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import tempfile
 from pathlib import Path
 
 import kapps.data
 import kapps.models
 import kapps.train
+from kapps.data.sharding import input_workers
 
 import keras
 import tensorflow as tf
@@ -68,8 +73,15 @@ def train(
         optimizer=optimizer,
         monitor="val_loss",
         mode=mode,
-        callbacks=[SaveFinalState(Path(out) / FINAL_STATE)],
+        callbacks=[SaveFinalState(final_state_path(Path(out)))],
     )
+
+
+def final_state_path(out: Path) -> Path:
+    """Where the state a run ends with is saved: `out/final_state.npz`, and beside the run folder for a worker of a
+    multi-worker run that is not the chief (`out.worker1.final_state.npz`), which writes nothing into it."""
+    index = input_workers()[1]
+    return out / FINAL_STATE if index == 0 else out.with_name(f"{out.name}.worker{index}.{FINAL_STATE}")
 
 
 if __name__ == "__main__":
@@ -84,12 +96,19 @@ if __name__ == "__main__":
     parser.add_argument("--strategy", default="default")
     parser.add_argument("--mode", default="min")
     parser.add_argument("--logical-cpus", type=int, default=1)
+    parser.add_argument("--show-tmpdir", action="store_true", help="Print what the temporary folder holds at the end.")
+    parser.add_argument("--folder-per-worker", action="store_true", help="Train in OUT/worker<index>: no shared run.")
     args = parser.parse_args()
+    if args.show_tmpdir:  # registered first, so it runs last, after the engine removed its stand-in folders
+        atexit.register(lambda: print(f"temporary folder holds: {sorted(os.listdir(tempfile.gettempdir()))}"))
+    if args.strategy == "multi-worker":
+        kapps.train.make_strategy("multi-worker")  # before anything runs in TensorFlow
     if args.logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    out = Path(args.out) / f"worker{input_workers()[1]}" if args.folder_per_worker else Path(args.out)
     train(
-        Path(args.out),
+        out,
         epochs=args.epochs,
         steps=args.steps,
         lr=args.lr,
