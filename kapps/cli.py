@@ -1,4 +1,4 @@
-"""The `kapps` command: `kapps models`, `kapps export`, `kapps predict`, `kapps benchmark`.
+"""The `kapps` command: `kapps train`, `kapps models`, `kapps export`, `kapps predict`, `kapps benchmark`.
 
 Every mistake is one line on stderr: a malformed command line exits with status 2, a `KappsError` with status 1
 (`kapps --debug ...` shows its traceback); see `OneLineErrors`.
@@ -6,8 +6,13 @@ Every mistake is one line on stderr: a malformed command line exits with status 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib
+import importlib.util
 import json
+import pkgutil
+from pathlib import Path
 
 from kapps.errors import KappsError
 from kapps.formats import FORMATS, QUANTIZATIONS
@@ -69,11 +74,87 @@ class _Group(OneLineErrors, click.Group):
     """The `kapps` group; its subcommands' mistakes are one line each too, since it invokes them."""
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from kapps.provenance import describe
+
+    click.echo(describe())
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-@click.version_option(package_name="kapps")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show kapps' version, its git commit when it runs from a checkout, and where it is installed.",
+)
 def main(debug: bool) -> None:
     """kapps: modern computer-vision architectures as Keras builders, recipes and verified exports."""
+
+
+RECIPES = "kapps.recipes"  # the package of the recipe scripts; the checkout's recipes/ links to it
+
+
+def recipe_names() -> list[str]:
+    """The recipes `kapps train` runs: the modules of kapps.recipes, found without importing any of them."""
+    modules = pkgutil.iter_modules(importlib.util.find_spec(RECIPES).submodule_search_locations)
+    return sorted(m.name for m in modules if not m.name.startswith("_"))
+
+
+def recipe_summary(name: str) -> str:
+    """The first paragraph of a recipe's docstring, read from its source: listing the recipes imports none."""
+    source = Path(importlib.util.find_spec(f"{RECIPES}.{name}").origin).read_text()
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    return " ".join(docstring.split("\n\n")[0].split())
+
+
+def _write_recipes(formatter: click.HelpFormatter) -> None:
+    with formatter.indentation():
+        formatter.write_dl([(name, recipe_summary(name)) for name in recipe_names()])
+
+
+class _Recipes(_Group):
+    """`kapps train`: every recipe is a subcommand, imported only when it runs (each imports much of kapps)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return recipe_names()
+
+    def get_command(self, ctx, name: str) -> click.Command | None:
+        if name not in recipe_names():
+            return None
+        return importlib.import_module(f"{RECIPES}.{name}").main
+
+    def resolve_command(self, ctx, args):
+        names = recipe_names()
+        if args and args[0] not in names:
+            raise click.UsageError(f"Unknown recipe {args[0]!r}; the recipes are {', '.join(names)}.")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx, formatter) -> None:
+        formatter.write_paragraph()
+        formatter.write_text("Recipes:")
+        _write_recipes(formatter)
+
+
+@main.group(cls=_Recipes, invoke_without_command=True, subcommand_metavar="NAME [RECIPE OPTIONS]...")
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train with a recipe: `kapps train NAME [OPTIONS]` runs recipes/NAME.py with its own options.
+
+    `kapps train NAME --help` shows a recipe's options. A run folder goes to saved_models/NAME/ in the working
+    directory unless --out says otherwise, and the recipe's last line names it. Alone, `kapps train` lists the
+    recipes.
+    """
+    if ctx.invoked_subcommand is None:
+        formatter = ctx.make_formatter()
+        formatter.write_text("Recipes (kapps train NAME --help shows a recipe's options):")
+        _write_recipes(formatter)
+        click.echo(formatter.getvalue(), nl=False)
 
 
 @main.command()

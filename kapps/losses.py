@@ -25,6 +25,7 @@ from kapps.instance_metrics import matched_soft_iou
 from kapps.layers.yolo import cell_boxes_to_xyxy, split_cells
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -220,7 +221,7 @@ def weighted_pixel_crossentropy(labels, scores, weights=None, *, from_logits: bo
     return ops.sum(entropy * labelled) / ops.maximum(ops.sum(labelled), 1.0)
 
 
-def heatmap_mse(y_true, y_pred, *, foreground_weight: float = 0.0):
+def heatmap_mse(y_true, y_pred, *, foreground_weight=0.0):
     """Newell et al. (2016)'s heatmap loss: the squared error against the target heatmaps, averaged over pixels and
     point types, and over the stacks when `y_pred` has every stack's heatmaps (intermediate supervision; the
     authors' code sums the stacks' losses, which is this times the number of stacks).
@@ -229,12 +230,13 @@ def heatmap_mse(y_true, y_pred, *, foreground_weight: float = 0.0):
     point's Gaussian count up to 1 + w times a background pixel. Plain MSE over heatmaps that are nearly all
     background first learns to predict zero everywhere and raises the peaks slowly; the weight makes the peaks
     the larger part of the loss from the start (the foreground weighting of heatmap losses in later keypoint
-    work; Newell et al. use none).
+    work; Newell et al. use none). A weight a type balances types of unequal numbers: one spike tip an ear
+    against some twenty spikelets.
 
     Args:
         y_true: `(B, H, W, T)` target heatmaps (`kapps.keypoints.heatmap_targets`).
         y_pred: `(B, H, W, T)`, or `(B, S, H, W, T)` for S stacks, each compared with the same targets.
-        foreground_weight: w, at least 0; 0 is the paper's plain MSE.
+        foreground_weight: w, at least 0; 0 is the paper's plain MSE. One number, or a sequence of one a type.
 
     Returns:
         `(B,)`: each example's loss.
@@ -243,8 +245,9 @@ def heatmap_mse(y_true, y_pred, *, foreground_weight: float = 0.0):
     if len(y_pred.shape) == len(y_true.shape) + 1:
         y_true = ops.expand_dims(y_true, 1)
     error = ops.square(y_pred - y_true)
-    if foreground_weight:
-        error = error * (1.0 + foreground_weight * y_true)
+    weights = np.asarray(foreground_weight, "float32").reshape(-1)
+    if weights.any():
+        error = error * (1.0 + (weights if len(weights) > 1 else weights[0]) * y_true)
     return ops.mean(error, axis=tuple(range(1, len(y_pred.shape))))
 
 
@@ -255,15 +258,21 @@ class HeatmapLoss(keras.losses.Loss):
     last axis when the ranks differ by one and that axis is 1, which one point type would hit.
 
     Args:
-        foreground_weight: `heatmap_mse`'s weight of the pixels under the targets' Gaussians (0: the paper's MSE).
+        foreground_weight: `heatmap_mse`'s weight of the pixels under the targets' Gaussians (0: the paper's MSE),
+            one number or a list of one a point type.
         name: the loss's name.
     """
 
-    def __init__(self, foreground_weight: float = 0.0, name: str = "heatmap_mse", **kwargs):
+    def __init__(self, foreground_weight=0.0, name: str = "heatmap_mse", **kwargs):
         super().__init__(name=name, **kwargs)
-        if not foreground_weight >= 0:
-            raise ValueError(f"foreground_weight must be at least 0. Received: foreground_weight={foreground_weight!r}")
-        self.foreground_weight = float(foreground_weight)
+        per_type = isinstance(foreground_weight, (list, tuple))
+        values = list(foreground_weight) if per_type else [foreground_weight]
+        if not values or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
+            raise ValueError(
+                "foreground_weight must be at least 0, one or one a type. "
+                f"Received: foreground_weight={foreground_weight!r}"
+            )
+        self.foreground_weight = [float(v) for v in values] if per_type else float(foreground_weight)
 
     def call(self, y_true, y_pred):
         return heatmap_mse(y_true, y_pred, foreground_weight=self.foreground_weight)

@@ -111,14 +111,32 @@ def load_predictor(path) -> Predictor:
         )
     kind = kind_for(task)  # a task without an output kind is refused before any image is read
     shape = tuple(runner.input_shape)
+    refusal = f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape})."
     if kind.own_inputs is not None:  # a generator: one fixed-size noise vector in
         if len(shape) != 1 or None in shape:
             raise ModelError(f"{given!r} does not take fixed-size noise vectors (its input shape is {shape}).")
+    elif len(shape) == 2 and None not in shape:
+        # a recurrent classifier reads a grey image row by row (kapps.data.digit_rows); nothing else takes one
+        if task != "classification":
+            raise ModelError(refusal)
+        runner, shape = _row_reader(runner), (*shape, 1)
     elif len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
-        raise ModelError(f"{given!r} does not take fixed-size grey or RGB images (its input shape is {shape}).")
+        raise ModelError(refusal)
     class_names = facts.get("data", {}).get("class_names") or facts.get("class_names")
     convention = check_convention(facts.get("preprocessing", "unit"))
     return Predictor(given, runner, shape, class_names, task, convention)
+
+
+def _row_reader(runner: Runner) -> Runner:
+    """A runner of `(batch, steps, features)` sequences as a runner of grey `(batch, steps, features, 1)` images,
+    each read as its rows of pixels, top to bottom, as `kapps.data.digit_rows` gives them in training."""
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return runner(images[..., 0])
+
+    run.keepalive = runner
+    run.input_shape = (*runner.input_shape, 1)
+    return run
 
 
 def takes_proposals(model) -> bool:

@@ -18,6 +18,7 @@ TASKS = (
     "heatmap",
     "generative",
     "recurrent",
+    "regression",
     "instance_sequence",
 )
 COUNT_KINDS = ("all", "trainable")

@@ -66,6 +66,58 @@ def plot_error_curves(histories: dict[str, list[dict]], path: Path, *, panels: d
     return _save(fig, path, title=title)
 
 
+def plot_memory(
+    adding: Mapping[str, Mapping[int, Mapping[str, float]]],
+    path: Path,
+    *,
+    digits: Mapping[str, float] | None = None,
+    baseline_mse: float,
+    solved_mse: float,
+    title: str = "",
+) -> Path:
+    """Recurrent cells against the length of what they must remember: the adding problem's test MSE (log scale,
+    left) and accuracy (middle) against the sequence length, one line a cell, with the trivial baseline's MSE and
+    the MSE that counts as solved as dashed lines; the digits read row by row (right, when given), a bar a cell.
+
+    Args:
+        adding: cell -> sequence length -> `{"mse", "accuracy"}` on the test split.
+        path: the PNG to write.
+        digits: cell -> test accuracy on the digits read row by row.
+        baseline_mse: the MSE of always answering the mean target (1/6 for the adding problem).
+        solved_mse: the MSE below which a length counts as solved.
+        title: figure title.
+    """
+    panels = 3 if digits else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.8))
+    mse_ax, accuracy_ax = axes[0], axes[1]
+    for cell, by_length in adding.items():
+        lengths = sorted(by_length)
+        mse_ax.plot(lengths, [by_length[n]["mse"] for n in lengths], "o-", lw=2, label=cell)
+        accuracy_ax.plot(lengths, [100 * by_length[n]["accuracy"] for n in lengths], "o-", lw=2, label=cell)
+    mse_ax.axhline(baseline_mse, color="grey", ls="--", lw=1, label=f"always 1.0 ({baseline_mse:.3f})")
+    mse_ax.axhline(solved_mse, color="tab:green", ls=":", lw=1, label=f"solved (< {solved_mse:g})")
+    mse_ax.set_yscale("log")
+    mse_ax.set_ylabel("test MSE")
+    mse_ax.set_title("adding problem: error")
+    accuracy_ax.set_ylim(0, 100)
+    accuracy_ax.set_ylabel("test sums within 0.04 (%)")
+    accuracy_ax.set_title("adding problem: accuracy")
+    lengths = sorted({n for by_length in adding.values() for n in by_length})
+    for ax in (mse_ax, accuracy_ax):
+        ax.set_xticks(lengths)
+        ax.set_xlabel("sequence length (steps)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if digits:
+        bars = axes[2].bar(list(digits), [100 * a for a in digits.values()], color="tab:gray")
+        axes[2].bar_label(bars, fmt="%.1f", fontsize=8)
+        axes[2].set_ylim(0, 105)
+        axes[2].set_ylabel("test accuracy (%)")
+        axes[2].set_title("digits read row by row")
+    fig.tight_layout()
+    return _save(fig, path, title=title)
+
+
 def plot_progression(rows: Sequence[dict], path: Path, *, title: str = "") -> Path:
     """Bars of detectors side by side: mAP@0.5 and mAP@[.5:.95] on the left, seconds per image on the right (log
     scale, the value written on each bar), in the order given: a detection lineage's accuracy and speed.

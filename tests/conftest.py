@@ -95,6 +95,16 @@ def error_line(result) -> str:
     return lines[0]
 
 
+def git_commit_of_checkout(folder: Path = ROOT) -> str | None:
+    """The commit of the checkout at `folder` as git's own porcelain says it, `-dirty` when a tracked file differs
+    from it (what every run folder and export report must record), or None when `folder` is not a checkout."""
+    head = subprocess.run(["git", "-C", str(folder), "log", "-1", "--format=%H"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    changed = subprocess.run(["git", "-C", str(folder), "diff", "--quiet", "HEAD"], capture_output=True).returncode
+    return head.stdout.strip() + ("-dirty" if changed else "")
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m kapps.cli ARGS` or a recipe script (when the first argument ends in .py) in a subprocess."""
     command = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "kapps.cli", *args]

@@ -8,6 +8,7 @@
     >>> wheat = kapps.data.load_keypoints("wheat", image_size=(256, 256), seed=0)  # (image, {"points", "types"})
     >>> rows = kapps.data.digit_rows("digits", seed=0)  # (sequence (32, 32): 32 rows of 32 pixels, label)
     >>> inputs, targets = kapps.data.adding_problem(length=100, count=1000, seed=0)  # (1000, 100, 2), (1000, 1)
+    >>> adding = kapps.data.adding_data(length=100, seed=0)  # (sequence (100, 2), sum (1,)) train/val/test
     >>> leaves = kapps.data.load_instances("leaves", image_size=(128, 128))  # (image, {"labels", "masks", "count"})
 """
 
@@ -26,7 +27,7 @@ from kapps.data.segmentation import (
     load_segmentation,
     load_segmentation_instances,
 )
-from kapps.data.sequences import adding_problem, digit_rows
+from kapps.data.sequences import ADDING_SPEC, adding_data, adding_problem, digit_rows
 from kapps.data.sources import SOURCES, load
 from kapps.data.subsets import subset_classes
 from kapps.data.wheat import WHEAT_POINT_TYPES, load_wheat, render_wheat
@@ -44,6 +45,8 @@ __all__ = [
     "WHEAT_POINT_TYPES",
     "Data",
     "Splits",
+    "ADDING_SPEC",
+    "adding_data",
     "adding_problem",
     "cifar_augment",
     "default_augment",

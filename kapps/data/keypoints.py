@@ -2,12 +2,13 @@
 shapes, and folders of images annotated with points, for heatmap regression (stacked hourglass networks, Newell et
 al. 2016) and counting.
 
-Every source gives unbatched `(image, targets)` examples: image float32 (H, W, 3) in [0, 1] stretched to
-`image_size`; targets `{"points": float32 (max_points, 2), "types": int32 (max_points,)}`. A point is relative
-[x, y]: its pixel coordinate divided by the image's width and height, where (0, 0) is the top-left corner of the
-image and the centre of pixel (row i, column j) is at ((j + 0.5) / W, (i + 0.5) / H); stretching an image leaves
-its relative points where they are. A type indexes `Data.class_names`, the point type names, one heatmap each.
-Padding rows have points -1 and type -1 (as detection's padding classes are -1).
+Every source gives unbatched `(image, targets)` examples: image (H, W, 3) stretched to `image_size`, uint8 from the
+embedded sources (`kapps.data.pipeline` keeps them 8-bit until it batches them, then scales them to [0, 1]) and float32
+in [0, 1] from folders; targets `{"points": float32 (max_points, 2), "types": int32 (max_points,)}`. A point is relative
+[x, y]: its pixel coordinate divided by the image's width and height, where (0, 0) is the top-left corner of the image
+and the centre of pixel (row i, column j) is at ((j + 0.5) / W, (i + 0.5) / H); stretching an image leaves its relative
+points where they are. A type indexes `Data.class_names`, the point type names, one heatmap each. Padding rows have
+points -1 and type -1 (as detection's padding classes are -1).
 
 Sources:
     `"wheat"`: the embedded wheat images (`kapps.data.wheat`): types spike_tip, spike_base, spikelet; every ear

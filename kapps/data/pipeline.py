@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kapps.data.base import unit_images
 from kapps.preprocessing import check_convention, preprocess
 
 import keras
@@ -35,8 +36,9 @@ def pipeline(
     batches in an epoch, `steps_per_epoch(n, batch_size)`, to `fit`.
 
     Args:
-        ds: unbatched `(image, label)` dataset, already decoded; a third element (Keras's `sample_weight`) travels
-            with them.
+        ds: unbatched `(image, label)` dataset, already decoded, its images float32 in [0, 1] or uint8 (kept 8-bit
+            through the cache and the shuffle, a quarter of the memory, and scaled to [0, 1] a batch at a time);
+            a third element (Keras's `sample_weight`) travels with them.
         batch_size: the global batch size (a tf.distribute strategy splits it between replicas).
         training: shuffle each epoch anew, augment, and repeat without end when true.
         augment: a batched `(images, labels) -> (images, labels)` function, applied only in training (given the
@@ -51,6 +53,7 @@ def pipeline(
     Returns:
         A batched, prefetching `tf.data.Dataset`: endless in training, one pass otherwise.
     """
+    eight_bit = tf.nest.flatten(ds.element_spec)[0].dtype == tf.uint8
     if cache:
         ds = ds.cache()
     if training:
@@ -66,12 +69,16 @@ def pipeline(
             .flat_map(epoch)
             .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         )
+        if eight_bit:
+            ds = ds.map(_unit, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment is not None:
             # Whole batches, to vectorise the random transforms; one call at a time, because the transforms draw
             # from a seed generator whose state parallel calls would advance in an unpredictable order.
             ds = ds.map(augment)
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if eight_bit:
+            ds = ds.map(_unit, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if check_convention(preprocessing) != "unit":
         ds = ds.map(lambda images, *targets: (preprocess(images, preprocessing), *targets))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -85,6 +92,11 @@ class Splits:
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
+
+
+def _unit(images, *targets):
+    """A batch of 8-bit images (and its targets) with the images scaled to [0, 1] float32."""
+    return (unit_images(images), *targets)
 
 
 def splits(

@@ -2,11 +2,12 @@
 
 >>> inputs, targets = adding_problem(length=100, count=1000, seed=0)  # (1000, 100, 2), (1000, 1)
 >>> rows = digit_rows("digits", seed=0)  # Data of (32, 32) sequences: 32 steps of 32 pixels
+>>> adding = adding_data(length=200, seed=0)  # Data of ((200, 2) sequence, (1,) sum) examples
 """
 
 from __future__ import annotations
 
-from kapps.data.base import Data
+from kapps.data.base import Data, check_seed, check_sizes
 from kapps.data.sources import load
 
 import numpy as np
@@ -55,6 +56,42 @@ def adding_problem(*, length: int, count: int, seed: int) -> tuple[np.ndarray, n
     inputs = np.stack([values, markers], axis=-1).astype("float32")
     targets = (values[rows, first] + values[rows, second])[:, None].astype("float32")
     return inputs, targets
+
+
+ADDING_SPEC = "adding"
+ADDING_SIZES = (10_000, 1_000, 1_000)
+
+
+def adding_data(*, length: int, sizes: tuple[int, int, int] = ADDING_SIZES, seed: int = 0) -> Data:
+    """The adding problem as a source: train, val and test splits of `(sequence (length, 2), sum (1,))` examples.
+
+    Each split is `adding_problem` with its own seed (`3 seed`, `3 seed + 1` and `3 seed + 2`), so a split depends
+    on `seed` and its own size only: a run's test split is found again from its seed and test size, whatever the
+    size of its training split.
+
+    Args:
+        length: steps per sequence, at least 2.
+        sizes: sequences in the (train, val, test) splits, each at least 1.
+        seed: a non-negative integer.
+
+    Returns:
+        `Data` of spec `"adding"`, `input_shape` `(length, 2)`, no class names, and float32 `(1,)` targets.
+    """
+    seed = check_seed(seed)
+    sizes = check_sizes(sizes)
+    if min(sizes) < 1:
+        raise ValueError(f"sizes must hold at least one sequence a split. Received: sizes={sizes!r}")
+    splits = {}
+    for k, (split, count) in enumerate(zip(("train", "val", "test"), sizes, strict=True)):
+        inputs, targets = adding_problem(length=length, count=count, seed=3 * seed + k)
+        splits[split] = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    return Data(
+        spec=ADDING_SPEC,
+        **splits,
+        input_shape=(length, 2),
+        class_names=[],
+        sizes=dict(zip(("train", "val", "test"), sizes, strict=True)),
+    )
 
 
 def digit_rows(

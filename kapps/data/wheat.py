@@ -31,7 +31,7 @@ _STRAW = np.array([0.78, 0.68, 0.45], np.float32)
 
 
 def render_wheat(
-    rng: np.random.Generator, *, image_size=(256, 256), max_spikes: int = 8, spikelets=(10, 25)
+    rng: np.random.Generator, *, image_size=(256, 256), max_spikes: int = 8, spikelets=(10, 25), zoom: float = 1.0
 ) -> dict[str, np.ndarray]:
     """Draw one wheat image with the points of its ears (see the module's description).
 
@@ -45,6 +45,9 @@ def render_wheat(
         max_spikes: most ears in an image; the number is drawn uniformly from 1..max_spikes, and fewer are placed
             when an ear finds no place after a few tries.
         spikelets: (fewest, most) spikelets an ear has (its terminal spikelet not counted), drawn uniformly.
+        zoom: how much larger than at 1 the scene is drawn: every length (ears, spikelets, leaves, straw, soil
+            clods) is `zoom` times its length at 1, so a 256-pixel image at zoom 2 shows ears as large, in pixels,
+            as a 512-pixel image at zoom 1 does, in a quarter of the area (fewer ears fit).
 
     Returns:
         A dict of NumPy arrays: "image" uint8 (H, W, 3); "points" float32 (n, 2) relative [x, y], x the pixel
@@ -57,7 +60,8 @@ def render_wheat(
     image_size = _check_size(image_size)
     max_spikes = _check_max_spikes(max_spikes)
     spikelets = _check_spikelets(spikelets)
-    return _render(rng, image_size=image_size, max_spikes=max_spikes, spikelets=spikelets)
+    zoom = _check_zoom(zoom)
+    return _render(rng, image_size=image_size, max_spikes=max_spikes, spikelets=spikelets, zoom=zoom)
 
 
 def load_wheat(
@@ -67,6 +71,7 @@ def load_wheat(
     sizes=(1000, 200, 200),
     max_spikes: int = 8,
     spikelets=(10, 25),
+    zoom: float = 1.0,
     max_points: int | None = None,
 ) -> Data:
     """The `wheat` source: train, val and test splits of synthetic wheat images with points (see `render_wheat`).
@@ -81,17 +86,20 @@ def load_wheat(
         sizes: number of images in (train, val, test).
         max_spikes: most ears in one image.
         spikelets: (fewest, most) spikelets of one ear.
+        zoom: how much larger than at 1 every length is drawn (see `render_wheat`).
         max_points: rows of the padded targets; by default the most an image can have,
             `max_spikes * (2 + spikelets[1])`; points past it are dropped.
 
     Returns:
-        A `Data` whose `class_names` are `WHEAT_POINT_TYPES` and whose splits are unbatched `(image, targets)`:
-        image float32 (H, W, 3) in [0, 1]; targets {"points": float32 (max_points, 2) relative [x, y], padding
-        rows -1, "types": int32 (max_points,), padding -1} (`kapps.data.keypoints` describes the layout).
+        A `Data` whose `class_names` are `WHEAT_POINT_TYPES` and whose splits are unbatched `(image, targets)`: image
+        uint8 (H, W, 3) (`kapps.data.pipeline` scales batches of them to [0, 1]); targets {"points": float32
+        (max_points, 2) relative [x, y], padding rows -1, "types": int32 (max_points,), padding -1}
+        (`kapps.data.keypoints` describes the layout).
     """
     image_size = _check_size(image_size)
     max_spikes = _check_max_spikes(max_spikes)
     spikelets = _check_spikelets(spikelets)
+    zoom = _check_zoom(zoom)
     most = max_spikes * (2 + spikelets[1])
     max_points = most if max_points is None else _check_max_points(max_points)
     seed = check_seed(seed)
@@ -99,7 +107,10 @@ def load_wheat(
     splits = {}
     for index, (name, count) in enumerate(zip(_SPLITS, sizes, strict=True)):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
-        scenes = [_render(rng, image_size=image_size, max_spikes=max_spikes, spikelets=spikelets) for _ in range(count)]
+        scenes = [
+            _render(rng, image_size=image_size, max_spikes=max_spikes, spikelets=spikelets, zoom=zoom)
+            for _ in range(count)
+        ]
         splits[name] = points_dataset(
             [scene["image"] for scene in scenes],
             [scene["points"] for scene in scenes],
@@ -201,10 +212,10 @@ class _Canvas:
         self.image[rows, cols] += alpha * (np.asarray(colour, np.float32) - self.image[rows, cols])
 
 
-def _render(rng, *, image_size, max_spikes: int, spikelets) -> dict[str, np.ndarray]:
+def _render(rng, *, image_size, max_spikes: int, spikelets, zoom: float) -> dict[str, np.ndarray]:
     height, width = image_size
-    scale = min(height, width) / 256.0
-    canvas = _Canvas(_soil(rng, image_size))
+    scale = zoom * min(height, width) / 256.0  # pixels per unit of a 256-pixel scene
+    canvas = _Canvas(_soil(rng, image_size, zoom))
     for _ in range(int(rng.integers(8, 30))):
         _straw(rng, canvas, scale)
     for _ in range(int(rng.integers(1, 7))):
@@ -311,7 +322,7 @@ def _plan_ear(rng, *, image_size, scale: float, spikelets, first_id: int) -> dic
         "colour": colour,
         "stem_colour": (0.8 * (_GREEN + (_STRAW - _GREEN) * 0.9 * maturity)).astype(np.float32),
         "awns": rng.uniform(0.35, 0.9) * length if rng.random() < 0.7 else 0.0,
-        "stem": rng.uniform(0.25, 0.75) * min(height, width),
+        "stem": rng.uniform(0.25, 0.75) * 256 * scale,
         "first_id": first_id,
     }
 
@@ -350,11 +361,12 @@ def _draw_ear(rng, canvas: _Canvas, ear: dict, *, index: int) -> None:
     canvas.ellipse(ear["top"], *ear["terminal"], ear["degrees"], colour, ear=index + 1, spikelet=0)
 
 
-def _soil(rng, image_size) -> np.ndarray:
-    """Soil: a brown between dark and light, clods of smooth noise at two scales, and fine grain."""
+def _soil(rng, image_size, zoom: float) -> np.ndarray:
+    """Soil: a brown between dark and light, clods of smooth noise at two scales (`zoom` times fewer, larger, clods
+    across the image), and fine grain."""
     colour = (np.array([0.22, 0.16, 0.10]) + rng.random() * np.array([0.30, 0.26, 0.20])).astype(np.float32)
-    coarse = _noise(rng, image_size, int(rng.integers(3, 7)))
-    fine = _noise(rng, image_size, int(rng.integers(24, 48)))
+    coarse = _noise(rng, image_size, max(1, round(int(rng.integers(3, 7)) / zoom)))
+    fine = _noise(rng, image_size, max(1, round(int(rng.integers(24, 48)) / zoom)))
     grain = rng.random(image_size, dtype=np.float32)
     light = np.float32(0.7) + np.float32(0.4) * coarse + np.float32(0.35) * (fine - 0.5) + np.float32(0.12) * grain
     return colour * light[..., None]
@@ -378,7 +390,7 @@ def _interpolation(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
 def _straw(rng, canvas: _Canvas, scale: float) -> None:
     """A piece of straw or a thin dead stem lying on the soil."""
     start = np.array([rng.uniform(0, canvas.width), rng.uniform(0, canvas.height)])
-    length = rng.uniform(0.08, 0.45) * min(canvas.height, canvas.width)
+    length = rng.uniform(0.08, 0.45) * 256 * scale
     end = start + length * np.array(cos_sin(int(rng.integers(360))))
     dry = _clip(_STRAW * rng.uniform(0.55, 1.0) + rng.uniform(-0.05, 0.05, 3), 0, 1)
     canvas.stroke(np.array([start, end]), np.full(2, rng.uniform(0.8, 2.5) * scale), dry)
@@ -387,7 +399,7 @@ def _straw(rng, canvas: _Canvas, scale: float) -> None:
 def _leaf(rng, canvas: _Canvas, scale: float) -> None:
     """A long thin leaf: a curved centre line from a sheath to a point, widest a third of the way along."""
     pieces = 10
-    length = rng.uniform(0.4, 1.0) * min(canvas.height, canvas.width)
+    length = rng.uniform(0.4, 1.0) * 256 * scale
     direction = (270 + int(rng.integers(-80, 81))) % 360
     bend = int(rng.integers(-9, 10))
     points = [np.array([rng.uniform(0, canvas.width), rng.uniform(0.3 * canvas.height, 1.1 * canvas.height)])]
@@ -423,6 +435,12 @@ def _check_spikelets(spikelets: Sequence[int]) -> tuple[int, int]:
     if len(pair) != 2 or any(not isinstance(n, (int, np.integer)) for n in pair) or not 2 <= pair[0] <= pair[1] <= 40:
         raise ValueError(f"spikelets must be (fewest, most) with 2 <= fewest <= most <= 40. Received: {spikelets!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _check_zoom(zoom) -> float:
+    if not isinstance(zoom, (int, float, np.integer, np.floating)) or isinstance(zoom, bool) or not 0.25 <= zoom <= 8:
+        raise ValueError(f"zoom must be a number from 0.25 to 8. Received: zoom={zoom!r}")
+    return float(zoom)
 
 
 def _check_max_points(max_points) -> int:

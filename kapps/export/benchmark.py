@@ -17,12 +17,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from kapps.errors import ExportError, ModelError, OptionError, OutputError
 from kapps.export.machine import cpu_info, describe_cpu, load_average, set_tensorflow_threads, usable_cpus
 from kapps.files import check_output_folder, write_atomic
+from kapps.provenance import package_versions
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def benchmark(
         "cpu": cpu,
         "load_average": {"before": load_before, "after": load_average()},
         "threads": {"tensorflow_intra_op": tf_threads, "litert": wanted, "onnxruntime_intra_op": wanted},
-        "versions": _versions(),
+        "versions": package_versions("tensorflow", "keras", "ai-edge-litert", "onnxruntime"),
         "export": str(folder),
         "source": report["source"],
         "inputs": {"data": data, "shape": list(images.shape[1:])},
@@ -343,13 +343,3 @@ def _summaries(timed: list[Timed], batch_sizes: tuple[int, ...]) -> list[dict]:
         entries.append({"name": row.name, "runtime": row.runtime, "path": row.path, "threads": row.threads})
         entries[-1]["batches"] = batches
     return entries
-
-
-def _versions() -> dict:
-    versions = {}
-    for package in ("tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions

@@ -26,10 +26,13 @@ from kapps.files import check_output_folder
 from kapps.formats import FORMATS, QUANTIZATIONS
 from kapps.kinds import Kind
 from kapps.preprocessing import preprocess
+from kapps.provenance import package_versions
 
 import numpy as np
 
 REPORT_FILE = "export_report.json"
+# The distributions whose versions an export report records beside kapps': what wrote and ran the artifacts.
+CONVERTERS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 RUNTIMES = {"saved_model": "TensorFlow", "tflite": "LiteRT", "onnx": "onnxruntime"}
 
@@ -154,6 +157,7 @@ def export(
         "run_metrics": _run_metrics(source),
         "keras": {"median_latency_ms": _median_latency_ms(reference, inputs, latency_runs)},
         "artifacts": [],
+        "versions": package_versions(*CONVERTERS),
     }
     stage.done(f"ran the Keras model on them and timed {latency_runs} batch-1 calls")
     # The artifacts are written beside `out` (export/ in the working directory by default), so its missing parents

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kapps.layers  # noqa: F401  (registers the custom layers a .keras file may hold)
+from kapps.data.base import unit_images
 from kapps.errors import DataError, ModelError
 from kapps.kinds import Kind, kind_for, recorded_task
 from kapps.preprocessing import check_convention, preprocess
@@ -190,12 +191,13 @@ def float32_twin(model: keras.Model) -> keras.Model:
 def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_dir: str | None, preprocessing: str):
     """`(split, limit) -> images` of the source `spec` loaded as the kind's data, sized for the model and in its
     input convention `preprocessing`. A model of `(steps, features)` inputs reads the images row by row, as
-    `kapps.data.digit_rows` gives them: a grey source's images of `steps` rows of `features` pixels."""
+    `kapps.data.digit_rows` gives them: a grey source's images of `steps` rows of `features` pixels; a source of
+    sequences of that shape (`kapps.data.adding_data`) is read as it is."""
     shape = model.input_shape[1:]
     if None in shape[:2]:
         raise ModelError(f"The model's input shape {shape} is not fixed, so its data cannot be sized for export.")
-    rows = len(shape) == 2
     loaded = kind.load_data(spec, image_size=shape[:2], seed=seed, data_dir=data_dir)
+    rows = len(shape) == 2 and tuple(getattr(loaded, "input_shape", ())) != tuple(shape)
     channels = loaded.input_shape[-1] if getattr(loaded, "input_shape", None) else shape[-1]
     if rows and channels != 1:
         raise DataError(f"The data {spec!r} has {channels} channels; a model that reads rows of pixels takes grey.")
@@ -207,7 +209,7 @@ def _data_reader(spec: str, model: keras.Model, *, kind: Kind, seed: int, data_d
         images = [image for image, _ in splits[split].take(limit).batch(256).as_numpy_iterator()]
         if not images:
             raise DataError(f"The {split} split of {spec!r} is empty.")
-        images = np.concatenate(images)
+        images = unit_images(np.concatenate(images))
         return preprocess(images.reshape(len(images), *shape) if rows else images, preprocessing)
 
     return read

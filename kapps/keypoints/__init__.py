@@ -6,12 +6,20 @@ Hungarian matching, counting). Points are relative `[x, y]` in the graph and in 
 """
 
 from kapps.keypoints.heatmaps import DEFAULT_SIGMA, heatmap_targets
-from kapps.keypoints.metrics import count_scores, match_points, pck, point_scores, points_from_outputs
+from kapps.keypoints.metrics import (
+    choose_thresholds,
+    count_scores,
+    match_points,
+    pck,
+    point_scores,
+    points_from_outputs,
+)
 from kapps.keypoints.peaks import check_peak_settings, heatmap_peaks
 
 __all__ = [
     "DEFAULT_SIGMA",
     "check_peak_settings",
+    "choose_thresholds",
     "count_scores",
     "heatmap_peaks",
     "heatmap_targets",

@@ -11,6 +11,7 @@ Written with TensorFlow ops so that it runs inside a `tf.data` map; NumPy arrays
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 DEFAULT_SIGMA = 1.0  # output pixels: Newell et al.'s Gaussians have a standard deviation of 1 px at 64x64
@@ -30,7 +31,9 @@ def heatmap_targets(points, types, *, num_types: int, size: tuple[int, int], sig
             and so are points outside the image (x or y outside [0, 1], as a crop leaves them).
         num_types: the number of channels.
         size: `(H, W)` of the heatmaps, the network's output resolution (64 x 64 for a 256 x 256 hourglass).
-        sigma: the Gaussian's standard deviation in heatmap pixels.
+        sigma: the Gaussian's standard deviation in heatmap pixels, one for every type or a sequence of
+            `num_types`, one a type (a larger one for rarer, larger structures, such as the tips of wheat ears
+            beside their many spikelets, gives their channel more foreground to learn from).
 
     Returns:
         float32 `(..., H, W, num_types)` heatmaps in [0, 1].
@@ -42,8 +45,9 @@ def heatmap_targets(points, types, *, num_types: int, size: tuple[int, int], sig
         raise ValueError(f"num_types must be a positive integer. Received: num_types={num_types!r}")
     if len(tuple(size)) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ValueError(f"size must be (height, width), two positive integers. Received: size={size!r}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive. Received: sigma={sigma!r}")
+    sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
+    if sigmas.ndim != 1 or len(sigmas) not in (1, num_types) or not np.all(sigmas > 0):
+        raise ValueError(f"sigma must be positive, one number or one a type. Received: sigma={sigma!r}")
     height, width = size
     points = tf.convert_to_tensor(points, tf.float32)
     types = tf.cast(types, tf.int32)
@@ -53,8 +57,12 @@ def heatmap_targets(points, types, *, num_types: int, size: tuple[int, int], sig
     cy = points[..., 1:2] * height - 0.5
     cols = tf.range(width, dtype=tf.float32)
     rows = tf.range(height, dtype=tf.float32)
-    across = tf.exp(-tf.square(cols - cx) / (2.0 * sigma**2))  # (..., N, W)
-    down = tf.exp(-tf.square(rows - cy) / (2.0 * sigma**2))  # (..., N, H)
+    if len(sigmas) == 1:
+        spread = 2.0 * float(sigmas[0]) ** 2
+    else:  # each point's own type's
+        spread = tf.gather(tf.constant(2.0 * sigmas**2, tf.float32), tf.maximum(types, 0))[..., None]  # (..., N, 1)
+    across = tf.exp(-tf.square(cols - cx) / spread)  # (..., N, W)
+    down = tf.exp(-tf.square(rows - cy) / spread)  # (..., N, H)
     gaussians = down[..., :, None] * across[..., None, :]  # (..., N, H, W)
     owners = tf.one_hot(types, num_types, dtype=tf.float32)  # (..., N, T); type -1 is all zeros
     per_type = gaussians[..., None] * owners[..., None, None, :]  # (..., N, H, W, T)

@@ -82,6 +82,41 @@ def point_scores(predictions: Sequence[Points], truths: Sequence[Points], *, rad
     return {**_scores(*counts.sum(axis=0)), "per_type": per_type}
 
 
+def choose_thresholds(
+    predictions: Sequence[Points], truths: Sequence[Points], *, radius: float, num_types: int, candidates
+) -> list[dict]:
+    """Each type's score threshold of best F1 within `radius` pixels, among `candidates`, on one split.
+
+    `predictions` carry `"scores"` and hold every peak above the lowest candidate (a detector run at a low
+    threshold); a threshold keeps the points scoring strictly more. Ties of F1 go to the lowest threshold. A
+    detector's peaks do not depend on its threshold, only which are kept, so one run of it serves every candidate.
+
+    Returns:
+        One dict a type: `{"threshold", "precision", "recall", "f1"}` at its chosen threshold.
+    """
+    _check_pairs(predictions, truths)
+    candidates = sorted(float(c) for c in candidates)
+    if not candidates:
+        raise ValueError("candidates must hold at least one threshold.")
+    chosen = []
+    for t in range(num_types):
+        best = None
+        for threshold in candidates:
+            counts = np.zeros(3, "int64")
+            for predicted, true in zip(predictions, truths, strict=True):
+                kept = np.asarray(predicted["types"]) == t
+                kept &= np.asarray(predicted["scores"], "float64").reshape(-1) > threshold
+                mine = np.asarray(predicted["points"], "float64").reshape(-1, 2)[kept]
+                theirs = _of_type(true, t)
+                paired = len(match_points(mine, theirs, radius=radius))
+                counts += (paired, len(mine) - paired, len(theirs) - paired)
+            scores = _scores(*counts)
+            if best is None or scores["f1"] > best["f1"]:
+                best = {"threshold": threshold, **{k: scores[k] for k in ("precision", "recall", "f1")}}
+        chosen.append(best)
+    return chosen
+
+
 def pck(predictions: Sequence[Points], truths: Sequence[Points], *, alpha: float, reference) -> dict:
     """PCK@alpha: the share of true points with a detected point of their type within `alpha * reference` pixels,
     paired one-to-one (`match_points`).

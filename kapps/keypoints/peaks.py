@@ -28,23 +28,51 @@ import tensorflow as tf
 LOWEST = float(np.finfo(np.float32).min)  # never a peak: below every threshold
 
 
-def check_peak_settings(*, max_points, score_threshold) -> None:
-    """Raise `ValueError` naming the setting when `max_points` is not a positive integer or `score_threshold` is
-    not a finite number."""
+def check_peak_settings(*, max_points, score_threshold, num_types: int | None = None, window=3) -> None:
+    """Raise `ValueError` naming the setting when `max_points` is not a positive integer, `score_threshold` is
+    neither a finite number nor a non-empty sequence of them, or `window` neither an odd integer of at least 3 nor a
+    sequence of them (a sequence: one a point type, `num_types` of them when given)."""
     if not isinstance(max_points, (int, np.integer)) or isinstance(max_points, bool) or max_points < 1:
         raise ValueError(f"max_points must be a positive integer. Received: max_points={max_points!r}")
-    if not isinstance(score_threshold, (int, float, np.floating)) or not np.isfinite(score_threshold):
-        raise ValueError(f"score_threshold must be a finite number. Received: score_threshold={score_threshold!r}")
+    values = list(score_threshold) if isinstance(score_threshold, (list, tuple, np.ndarray)) else [score_threshold]
+    if not values or not all(
+        isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and np.isfinite(v) for v in values
+    ):
+        raise ValueError(
+            "score_threshold must be a finite number or one a point type. "
+            f"Received: score_threshold={score_threshold!r}"
+        )
+    if num_types is not None and len(values) not in (1, num_types):
+        raise ValueError(
+            f"score_threshold must be one number or {num_types}, one a point type. Received: {len(values)} thresholds"
+        )
+    sides = list(window) if isinstance(window, (list, tuple, np.ndarray)) else [window]
+    if not sides or not all(
+        isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 3 and w % 2 == 1 for w in sides
+    ):
+        raise ValueError(
+            f"window must be an odd integer of at least 3, or one a point type. Received: window={window!r}"
+        )
+    if num_types is not None and len(sides) not in (1, num_types):
+        raise ValueError(f"window must be one side or {num_types}, one a point type. Received: {len(sides)} sides")
 
 
-def heatmap_peaks(heatmaps, *, max_points: int, score_threshold: float, refine: bool = True) -> dict:
+def thresholds(score_threshold, num_types: int) -> np.ndarray:
+    """`score_threshold` (a number, or one a type) as float32 `(num_types,)`."""
+    return np.broadcast_to(np.asarray(score_threshold, "float32").reshape(-1), (num_types,)).copy()
+
+
+def heatmap_peaks(heatmaps, *, max_points: int, score_threshold, refine: bool = True, window=3) -> dict:
     """The highest local maxima of each heatmap channel as points.
 
     Args:
         heatmaps: float `(B, H, W, T)`, one channel per point type; H, W and T must be static.
         max_points: K, the points kept per image and type, by descending score.
-        score_threshold: a peak must score strictly more.
+        score_threshold: a peak must score strictly more: one number, or a sequence of one a type (T of them).
         refine: move each point a quarter pixel towards its higher neighbour along each axis.
+        window: the side of the square a peak is the maximum of (3: its 8 neighbours), one or one a type. A wider
+            window suppresses a second peak within (window - 1) / 2 pixels, for a type whose points lie farther
+            apart than that (one tip an ear) and whose maps may show two bumps for one point.
 
     Returns:
         `{"points": float32 (B, T, K, 2) relative [x, y] (pixel i of W covers [i / W, (i + 1) / W), so a peak at
@@ -55,11 +83,13 @@ def heatmap_peaks(heatmaps, *, max_points: int, score_threshold: float, refine: 
     Raises:
         ValueError: a bad setting, heatmaps that are not 4-D with static H, W and T, or `max_points > H * W`.
     """
-    check_peak_settings(max_points=max_points, score_threshold=score_threshold)
     shape = tuple(heatmaps.shape)
     if len(shape) != 4 or None in shape[1:]:
         raise ValueError(f"heatmaps must be (batch, H, W, types) with static H, W and types. Received: {shape}")
     height, width, types = shape[1:]
+    check_peak_settings(max_points=max_points, score_threshold=score_threshold, num_types=types, window=window)
+    least = thresholds(score_threshold, types)  # (T,): a constant, broadcast along the channels
+    sides = np.broadcast_to(np.asarray(window, "int64").reshape(-1), (types,))
     if max_points > height * width:
         raise ValueError(f"max_points must be at most H * W = {height * width}. Received: max_points={max_points}")
     x = tf.cast(heatmaps, tf.float32)
@@ -68,13 +98,17 @@ def heatmap_peaks(heatmaps, *, max_points: int, score_threshold: float, refine: 
     def neighbour(dy: int, dx: int):  # the value at (row + dy, col + dx), LOWEST outside
         return padded[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width, :]
 
-    peak = (x >= tf.nn.max_pool2d(x, 3, 1, "SAME")) & (x > score_threshold)
+    pooled = None
+    for side in sorted(set(sides.tolist())):  # one max pooling a side, each type taking its own
+        maxima = tf.nn.max_pool2d(x, int(side), 1, "SAME")
+        pooled = maxima if pooled is None else tf.where(sides == side, maxima, pooled)
+    peak = (x >= pooled) & (x > least)
     for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):  # ties go to the first pixel in raster order
         peak &= x > neighbour(dy, dx)
     candidates = tf.where(peak, x, LOWEST)
     flat = tf.reshape(tf.transpose(candidates, [0, 3, 1, 2]), [-1, types, height * width])  # (B, T, H*W)
     values, indices = tf.math.top_k(flat, k=max_points, sorted=True)  # (B, T, K)
-    valid = values > score_threshold
+    valid = values > least[:, None]
     rows = tf.cast(indices // width, tf.float32)
     cols = tf.cast(indices % width, tf.float32)
     xy = tf.stack([cols + 0.5, rows + 0.5], axis=-1)  # (B, T, K, 2) in heatmap pixels

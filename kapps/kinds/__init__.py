@@ -20,6 +20,7 @@ from kapps.kinds.generated_images import GeneratedImages
 from kapps.kinds.instance_masks import InstanceMasks
 from kapps.kinds.instance_sequence import InstanceSequence
 from kapps.kinds.keypoints import Keypoints
+from kapps.kinds.regression import Regression
 from kapps.kinds.semantic_masks import SemanticMasks
 from kapps.registry import TASKS
 
@@ -32,6 +33,7 @@ KINDS: dict[str, Kind] = {
         SemanticMasks(),
         Keypoints(),
         GeneratedImages(),
+        Regression(),
         InstanceSequence(),
     )
 }

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from kapps.errors import DataError, ModelError
 from kapps.keypoints.metrics import count_scores, match_points, pck, point_scores, points_from_outputs
+from kapps.keypoints.peaks import thresholds
 from kapps.kinds.base import Kind, Outputs, PredictOptions, shapes_text
 
 import numpy as np
@@ -152,29 +153,10 @@ class Keypoints(Kind):
             class_names: the name of each point type, for the per-type entries.
             limit: score at most this many images.
         """
-        predictions, truths, predicted_counts, true_counts = [], [], [], []
-        size, seen = None, 0
-        for images, targets in dataset:
-            images = np.asarray(images)[: None if limit is None else limit - seen]
-            if not len(images):
-                break
-            height, width = images.shape[1:3]
-            size = max(height, width)
-            outputs = {k: np.asarray(v) for k, v in model(images, training=False).items()}
-            found = points_from_outputs(outputs, width=width, height=height)
-            true_points = np.asarray(targets["points"], "float64")[: len(images)] * [width, height]
-            true_types = np.asarray(targets["types"])[: len(images)]
-            types = outputs["num_points"].shape[1]
-            for image_found, points, kinds in zip(found, true_points, true_types, strict=True):
-                truth = {"points": points[kinds >= 0], "types": kinds[kinds >= 0]}
-                predictions.append(image_found)
-                truths.append(truth)
-                predicted_counts.append(np.bincount(image_found["types"], minlength=types))
-                true_counts.append(np.bincount(truth["types"], minlength=types))
-            seen += len(images)
-        if not seen:
-            raise DataError("The dataset to evaluate has no images.")
-        types = len(true_counts[0])
+        predictions, truths, size, types = detected_points(model, dataset, limit=limit)
+        predicted_counts = [np.bincount(p["types"], minlength=types) for p in predictions]
+        true_counts = [np.bincount(t["types"], minlength=types) for t in truths]
+        seen = len(truths)
         names = list(class_names) if class_names is not None else [str(t) for t in range(types)]
         scores = point_scores(predictions, truths, radius=EVALUATION_RADIUS, num_types=types)
         within = pck(predictions, truths, alpha=PCK_ALPHA, reference=size)
@@ -206,8 +188,35 @@ class Keypoints(Kind):
         return load_keypoints(spec, image_size=image_size, seed=seed, **embedded)
 
 
-def peak_settings(model) -> tuple[float, tuple[int, int]]:
-    """The score threshold and heatmap size `(H, W)` of a point detector's `HeatmapPeaks` layer.
+def detected_points(model, dataset, *, limit: int | None = None) -> tuple[list[dict], list[dict], int, int]:
+    """A point detector's points and the true points of each image of a batched `(images, {"points", "types"})`
+    dataset (at most `limit` images), in pixels, the images' longer side and the detector's point types.
+
+    Raises:
+        DataError: the dataset has no images.
+    """
+    predictions, truths = [], []
+    size = types = None
+    for images, targets in dataset:
+        images = np.asarray(images)[: None if limit is None else limit - len(truths)]
+        if not len(images):
+            break
+        height, width = images.shape[1:3]
+        size = max(height, width)
+        outputs = {k: np.asarray(v) for k, v in model(images, training=False).items()}
+        predictions += points_from_outputs(outputs, width=width, height=height)
+        types = outputs["num_points"].shape[1]
+        true_points = np.asarray(targets["points"], "float64")[: len(images)] * [width, height]
+        true_types = np.asarray(targets["types"])[: len(images)]
+        truths += [{"points": p[k >= 0], "types": k[k >= 0]} for p, k in zip(true_points, true_types, strict=True)]
+    if not truths:
+        raise DataError("The dataset to evaluate has no images.")
+    return predictions, truths, size, types
+
+
+def peak_settings(model) -> tuple[float | list[float], tuple[int, int]]:
+    """The score threshold (one number, or one a type) and heatmap size `(H, W)` of a point detector's
+    `HeatmapPeaks` layer.
 
     Raises:
         ModelError: the model has no `HeatmapPeaks` layer, so its points cannot be compared in heatmap pixels.
@@ -222,15 +231,13 @@ def peak_settings(model) -> tuple[float, tuple[int, int]]:
     return layers[0].score_threshold, tuple(layers[0].input.shape[1:3])
 
 
-def compare_points(
-    got: Outputs, expected: Outputs, *, size: tuple[int, int], score_threshold: float, quantized: bool
-) -> dict:
+def compare_points(got: Outputs, expected: Outputs, *, size: tuple[int, int], score_threshold, quantized: bool) -> dict:
     """Compare a point detector's outputs with the reference's, image by image and type by type, on valid rows.
 
     Args:
         got, expected: batched outputs (`points`, `scores`, `num_points`).
         size: the heatmaps' `(H, W)`: distances are in their pixels.
-        score_threshold: the peaks' threshold.
+        score_threshold: the peaks' threshold, one number or one a type.
         quantized: the quantised criterion (see the module) rather than the float one.
 
     Returns:
@@ -243,6 +250,7 @@ def compare_points(
     counts = [np.asarray(o["num_points"]).astype(int) for o in (got, expected)]
     rows = np.asarray(expected["scores"]).shape[2]
     radius = QUANTIZED_RADIUS if quantized else FLOAT_RADIUS
+    least = thresholds(score_threshold, np.asarray(expected["scores"]).shape[1])
     agree = same_count = 0
     point_diff = score_diff = raw_diff = 0.0
     for i in range(len(counts[1])):
@@ -256,14 +264,14 @@ def compare_points(
                 score_diff = max(score_diff, abs(a["scores"][j] - b["scores"][k]))
                 raw_diff = max(raw_diff, float(np.max(np.abs(a["points"][j] - b["points"][k]))))
             if quantized:
-                floor = score_threshold + QUANTIZED_SCORE_MARGIN
+                floor = least[t] + QUANTIZED_SCORE_MARGIN
                 limits = (floor, floor)
             else:
                 pairs = [(j, k) for j, k in pairs if abs(a["scores"][j] - b["scores"][k]) <= SCORE_ATOL]
                 # a side's unpaired point may be one the other side cut at the threshold, or by count (K rows)
                 limits = tuple(
                     max(
-                        score_threshold + SCORE_ATOL,
+                        least[t] + SCORE_ATOL,
                         other["scores"].min() + SCORE_ATOL if len(other["scores"]) == rows else -np.inf,
                     )
                     for other in (b, a)

@@ -7,7 +7,7 @@
 
 from kapps.train.classification import evaluate_classifier, fit_classifier
 from kapps.train.distribute import STRATEGIES, make_strategy
-from kapps.train.engine import Run, fit, seed_everything
+from kapps.train.engine import Run, fit, seed_everything, versions
 from kapps.train.options import TrainOptions, recipe_command
 from kapps.train.precision import PRECISIONS, precision_policy, resolve_precision
 from kapps.train.recipe import run_config, scene_counts
@@ -21,6 +21,7 @@ __all__ = [
     "attach_head",
     "freeze",
     "unfreeze_top",
+    "versions",
     "TrainOptions",
     "fit",
     "evaluate_classifier",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import kapps
 from kapps.errors import OptionError
+from kapps.provenance import stamp
 from kapps.train.backup import Backup
 from kapps.train.distribute import make_strategy
 from kapps.train.options import TrainOptions
@@ -152,7 +152,7 @@ def fit(
             "strategy": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
             **(config or {}),
-            "versions": _versions(),
+            "versions": versions(),
         },
     )
     self_compiled = loss is None
@@ -359,9 +359,11 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _versions() -> dict:
+def versions() -> dict:
+    """What a run folder's config.json records under "versions": kapps' version and, from a git checkout, its
+    commit (`kapps.provenance.stamp`), and the versions of TensorFlow, Keras, NumPy and Python."""
     return {
-        "kapps": kapps.__version__,
+        **stamp(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,

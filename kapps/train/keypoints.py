@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Sequence
 
 import kapps.data
 from kapps.errors import OptionError
-from kapps.keypoints import heatmap_targets
+from kapps.keypoints import choose_thresholds, heatmap_targets
+from kapps.keypoints.peaks import thresholds
 from kapps.kinds import kind_for
+from kapps.kinds.keypoints import EVALUATION_RADIUS, detected_points, peak_settings
 from kapps.losses import HeatmapLoss
 from kapps.metrics import PeriodicScores
 from kapps.models import build
@@ -30,6 +33,10 @@ import tensorflow as tf
 
 # The measures of `kind_for("heatmap").evaluate` that `PointMetrics` adds to an epoch's logs, by the key it logs.
 LOGGED = {"pck": "pck@0.05", "f1": "f1", "precision": "precision", "recall": "recall"}
+# `--score-threshold auto`: the thresholds tried on the validation split, and the one of the detector that scores
+# each epoch meanwhile.
+CANDIDATE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05 .. 0.9
+MONITOR_THRESHOLD = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +47,11 @@ class HourglassSettings:
     stacks: int
     features: int
     depth: int
-    sigma: float
-    foreground_weight: float
-    score_threshold: float
+    sigma: tuple[float, ...]
+    foreground_weight: tuple[float, ...]  # one, or one a point type
+    score_threshold: tuple[float, ...] | None  # one, or one a point type; None: chosen on the validation split
     max_points: int
+    peak_window: tuple[int, ...]  # one, or one a point type
 
     @property
     def architecture(self) -> dict:
@@ -52,8 +60,21 @@ class HourglassSettings:
 
     @property
     def peaks(self) -> dict:
-        """`hourglass_detector` keywords."""
-        return {"max_points": self.max_points, "score_threshold": self.score_threshold}
+        """`hourglass_detector` keywords; with the threshold to be chosen on the validation split, those of the
+        detector that scores each epoch (`MONITOR_THRESHOLD`)."""
+        if self.score_threshold is None:
+            threshold = MONITOR_THRESHOLD
+        elif len(self.score_threshold) == 1:
+            threshold = self.score_threshold[0]
+        else:
+            threshold = list(self.score_threshold)
+        window = self.peak_window[0] if len(self.peak_window) == 1 else list(self.peak_window)
+        return {"max_points": self.max_points, "score_threshold": threshold, "window": window}
+
+    @property
+    def loss_weight(self) -> float | list[float]:
+        """`HeatmapLoss`'s foreground weight: one number, or a list of one a type."""
+        return self.foreground_weight[0] if len(self.foreground_weight) == 1 else list(self.foreground_weight)
 
     def check(self) -> None:
         """Refuse, in one sentence each, options that make no stacked hourglass or no point detector.
@@ -61,12 +82,21 @@ class HourglassSettings:
         Raises:
             OptionError: a value out of range, or options the builder refuses (its sentence quoted).
         """
-        if not self.sigma > 0:
-            raise OptionError(f"--sigma must be positive, not {self.sigma}.")
-        if not self.foreground_weight >= 0:
-            raise OptionError(f"--foreground-weight must be at least 0, not {self.foreground_weight}.")
-        if not 0 <= self.score_threshold < 1:
-            raise OptionError(f"--score-threshold must be at least 0 and below 1, not {self.score_threshold}.")
+        if not all(s > 0 for s in self.sigma):
+            raise OptionError(f"--sigma must be positive, not {','.join(f'{s:g}' for s in self.sigma)}.")
+        if not all(w >= 0 for w in self.foreground_weight):
+            raise OptionError(
+                f"--foreground-weight must be at least 0, not {','.join(f'{w:g}' for w in self.foreground_weight)}."
+            )
+        if not all(w >= 3 and w % 2 == 1 for w in self.peak_window):
+            raise OptionError(
+                f"--peak-window must be odd and at least 3, not {','.join(str(w) for w in self.peak_window)}."
+            )
+        if self.score_threshold is not None and not all(0 <= v < 1 for v in self.score_threshold):
+            raise OptionError(
+                "--score-threshold must be at least 0 and below 1, not "
+                f"{','.join(f'{v:g}' for v in self.score_threshold)}."
+            )
         cells = (self.image_size // 4) ** 2
         if not 1 <= self.max_points <= cells:
             raise OptionError(f"--max-points must be from 1 to the {cells} heatmap pixels, not {self.max_points}.")
@@ -80,7 +110,16 @@ class HourglassSettings:
 _FIELDS = tuple(field.name for field in dataclasses.fields(HourglassSettings))
 
 
-def hourglass_options(*, image_size: int, features: int, max_points: int) -> Callable[[Callable], Callable]:
+def hourglass_options(
+    *,
+    image_size: int,
+    features: int,
+    max_points: int,
+    sigma: str = "1",
+    score_threshold: str = "0.3",
+    foreground_weight: str = "10",
+    peak_window: str = "3",
+) -> Callable[[Callable], Callable]:
     """Give a recipe's `main(opts, settings, **its own options)` the shared point options, checked, as one
     `HourglassSettings`; the arguments are the recipe's defaults of the options whose right value depends on its
     data. Use it under `kapps.train.recipe_command`; the recipe's own click options go below it."""
@@ -90,26 +129,49 @@ def hourglass_options(*, image_size: int, features: int, max_points: int) -> Cal
         click.option("--features", type=int, default=features, show_default=True, help="Width of the stacks."),
         click.option("--depth", type=int, default=4, show_default=True, help="Down/up levels of each hourglass."),
         click.option(
-            "--sigma", type=float, default=1.0, show_default=True, help="Target Gaussians' sigma, output pixels."
+            "--sigma",
+            default=sigma,
+            show_default=True,
+            help="Target Gaussians' sigma in output pixels: one number, or one a point type (comma-separated).",
         ),
         click.option(
             "--foreground-weight",
-            type=float,
-            default=10.0,
+            default=foreground_weight,
             show_default=True,
             help="Loss weight of the pixels under the targets' Gaussians: each counts 1 + this x target (0: plain "
-            "MSE).",
+            "MSE); one number, or one a point type.",
         ),
-        click.option("--score-threshold", type=float, default=0.3, show_default=True, help="Least score of a peak."),
+        click.option(
+            "--score-threshold",
+            default=score_threshold,
+            show_default=True,
+            help="Least score of a peak: one number, one a point type (comma-separated), or 'auto': each type's "
+            "threshold of best F1 on the validation split, chosen after training.",
+        ),
         click.option(
             "--max-points", type=int, default=max_points, show_default=True, help="Points kept per image and type."
+        ),
+        click.option(
+            "--peak-window",
+            default=peak_window,
+            show_default=True,
+            help="Side of the square a peak is the maximum of, in heatmap pixels (odd): one, or one a point type.",
         ),
     )
 
     def decorate(main: Callable) -> Callable:
         @functools.wraps(main)
         def with_settings(opts: TrainOptions, **kwargs):
-            settings = HourglassSettings(**{name: kwargs.pop(name) for name in _FIELDS})
+            values = {name: kwargs.pop(name) for name in _FIELDS}
+            values["sigma"] = _numbers(values["sigma"], option="--sigma")
+            values["foreground_weight"] = _numbers(values["foreground_weight"], option="--foreground-weight")
+            window = _numbers(values["peak_window"], option="--peak-window")
+            if not all(w == int(w) for w in window):
+                raise OptionError(f"--peak-window takes whole numbers of pixels, not {values['peak_window']!r}.")
+            values["peak_window"] = tuple(int(w) for w in window)
+            text = str(values["score_threshold"]).strip().lower()
+            values["score_threshold"] = None if text == "auto" else _numbers(text, option="--score-threshold")
+            settings = HourglassSettings(**values)
             settings.check()
             return main(opts, settings, **kwargs)
 
@@ -118,6 +180,19 @@ def hourglass_options(*, image_size: int, features: int, max_points: int) -> Cal
         return with_settings
 
     return decorate
+
+
+def _numbers(text: str, *, option: str) -> tuple[float, ...]:
+    """An option's comma-separated numbers.
+
+    Raises:
+        OptionError: a part is not a number.
+    """
+    try:
+        return tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        example = {"--sigma": "2,2,1", "--score-threshold": "0.3 or 0.5,0.5,0.3 or auto"}.get(option, "5,5,3")
+        raise OptionError(f"{option} takes one number or one a point type, such as {example}, not {text!r}.") from None
 
 
 def fit_hourglass(
@@ -150,6 +225,16 @@ def fit_hourglass(
         The engine's `Run`, its model the point detector.
     """
     num_types = data.num_classes
+    for option, values in (
+        ("--sigma", settings.sigma),
+        ("--score-threshold", settings.score_threshold or ()),
+        ("--foreground-weight", settings.foreground_weight),
+        ("--peak-window", settings.peak_window),
+    ):
+        if len(values) not in (0, 1, num_types):
+            raise OptionError(
+                f"{option} takes one number or one for each of the {num_types} point types, not {len(values)}."
+            )
     output_size = (data.input_shape[0] // 4, data.input_shape[1] // 4)
 
     def heatmaps(images, targets):
@@ -161,8 +246,25 @@ def fit_hourglass(
     def detector(model: keras.Model) -> keras.Model:
         return hourglass_detector(model, **settings.peaks)
 
+    def final_detector(model: keras.Model) -> keras.Model:
+        if settings.score_threshold is not None:
+            return detector(model)
+        return calibrated_detector(
+            model,
+            splits.val,
+            max_points=settings.max_points,
+            window=settings.peaks["window"],
+            class_names=data.class_names,
+        )
+
     def _with_more(scores: dict) -> dict:
         return {**scores, **more_scores(scores)} if more_scores else scores
+
+    def evaluate_test(model: keras.Model) -> dict:
+        threshold, _ = peak_settings(model)
+        values = thresholds(threshold, num_types)
+        chosen = {name: round(float(v), 4) for name, v in zip(data.class_names, values, strict=True)}
+        return {**_with_more(evaluate_points(model, splits.test, class_names=data.class_names)), "thresholds": chosen}
 
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
@@ -172,22 +274,51 @@ def fit_hourglass(
         train=splits.train,
         train_steps=steps,
         val=with_heatmaps(splits.val, num_types=num_types, size=output_size, sigma=settings.sigma),
-        loss=HeatmapLoss(foreground_weight=settings.foreground_weight),
+        loss=HeatmapLoss(foreground_weight=settings.loss_weight),
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor=monitor,
         mode="min" if monitor == "val_loss" else "max",
         callbacks=[PointMetrics(splits.val, class_names=data.class_names, inference_model=detector, every=every)],
-        export_model=detector,
-        evaluate_test=lambda model: _with_more(evaluate_points(model, splits.test, class_names=data.class_names)),
+        export_model=final_detector,
+        evaluate_test=evaluate_test,
         config=run_config(
             "stacked_hourglass",
             kwargs=model_kwargs,
             data=data,
-            sigma=settings.sigma,
-            peaks=settings.peaks,
-            foreground_weight=settings.foreground_weight,
+            sigma=settings.sigma[0] if len(settings.sigma) == 1 else list(settings.sigma),
+            peaks={**settings.peaks, "score_threshold": "auto"} if settings.score_threshold is None else settings.peaks,
+            foreground_weight=settings.loss_weight,
         ),
     )
+
+
+def calibrated_detector(
+    model: keras.Model, val: tf.data.Dataset, *, max_points: int, class_names: Sequence[str], window=3
+) -> keras.Model:
+    """`hourglass_detector(model)` with each point type's score threshold of best F1 within
+    `EVALUATION_RADIUS` pixels on `val`, among `CANDIDATE_THRESHOLDS` (`kapps.keypoints.choose_thresholds`).
+
+    The peaks are found once, at the lowest candidate, since a threshold only decides which of them are kept. A
+    type's best threshold trades its own false detections against its misses: a type of wide, faint peaks (a
+    spike's tip among awns) and one of many sharp ones (spikelets) seldom share one.
+    """
+    start = time.perf_counter()
+    low = hourglass_detector(model, max_points=max_points, score_threshold=CANDIDATE_THRESHOLDS[0], window=window)
+    predictions, truths, _, types = detected_points(low, val)
+    chosen = choose_thresholds(
+        predictions, truths, radius=EVALUATION_RADIUS, num_types=types, candidates=CANDIDATE_THRESHOLDS
+    )
+    picked = ", ".join(
+        f"{name} {c['threshold']:g} (P {c['precision']:.3f}, R {c['recall']:.3f})"
+        for name, c in zip(class_names, chosen, strict=True)
+    )
+    print(
+        f"Score thresholds of best F1 on {len(truths)} validation images: {picked} "
+        f"({time.perf_counter() - start:.1f} s)",
+        flush=True,
+    )
+    chosen_thresholds = [c["threshold"] for c in chosen]
+    return hourglass_detector(model, max_points=max_points, score_threshold=chosen_thresholds, window=window)
 
 
 def with_heatmaps(dataset: tf.data.Dataset, *, num_types: int, size: tuple[int, int], sigma: float) -> tf.data.Dataset:

@@ -144,7 +144,7 @@ def test_export_of_a_task_without_an_output_kind_is_one_sentence(tmp_path, empty
     assert error_line(result) == (
         "error: The task 'recurrent' has no output kind in kapps yet, so its outputs can be neither verified after "
         "export nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
-        "segmentation, heatmap and generative."
+        "segmentation, heatmap, generative, regression and instance_sequence."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert list(empty_cwd.iterdir()) == []

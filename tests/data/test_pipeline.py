@@ -3,9 +3,11 @@ augmentation of a source."""
 
 import kapps.data
 import kapps.train
+from kapps.data.base import unit_images
 from kapps.preprocessing import CAFFE_MEAN_BGR
 
 import numpy as np
+import tensorflow as tf
 
 
 def _first_images(ds):
@@ -45,3 +47,25 @@ def test_run_config_comes_from_the_registry():
     assert config["data"]["spec"] == "digits"
     assert kapps.train.run_config("yolo_v1", kwargs={}, data=data, phase="x")["task"] == "detection"
     assert kapps.train.run_config("lenet5", kwargs={}, data=data)["preprocessing"] == "unit"
+
+
+def test_eight_bit_images_are_kept_until_batched_then_scaled_exactly():
+    """A source may keep its images uint8 (the point sources do, a quarter of the memory in the cache and the
+    shuffle): every batch of the pipeline, training or not, holds them as float32 image / 255, in the same order as
+    the float32 copy of the same source would give, and a float source passes unchanged."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(10, 4, 4, 3), dtype=np.uint8)
+    labels = np.arange(10, dtype=np.int32)
+    eight_bit = tf.data.Dataset.from_tensor_slices((images, labels))
+    scaled = tf.data.Dataset.from_tensor_slices((images.astype(np.float32) / np.float32(255), labels))
+    for training in (True, False):
+        got = kapps.data.pipeline(eight_bit, batch_size=4, training=training, seed=3)
+        expected = kapps.data.pipeline(scaled, batch_size=4, training=training, seed=3)
+        for (x, y), (ex, ey) in zip(got.take(3), expected.take(3), strict=True):
+            assert x.dtype == tf.float32
+            np.testing.assert_array_equal(x.numpy(), ex.numpy())
+            np.testing.assert_array_equal(y.numpy(), ey.numpy())
+    assert kapps.data.pipeline(scaled, batch_size=4, training=False).element_spec[0].dtype == tf.float32
+    # NumPy and TensorFlow scale alike (an export reads its images through NumPy, training through tf.data)
+    assert unit_images(images).dtype == np.float32
+    np.testing.assert_array_equal(unit_images(images), unit_images(tf.constant(images)).numpy())

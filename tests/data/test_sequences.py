@@ -96,3 +96,34 @@ def test_colour_rows_hold_every_channel_of_a_pixel_side_by_side():
         pictures, _ = as_arrays(images.train)
     assert rows.input_shape == (32, 96)
     np.testing.assert_array_equal(sequences[:, 5, 3:6], pictures[:, 5, 1, :])  # pixel 1 of row 5: features 3, 4, 5
+
+
+def test_adding_data_splits_have_their_own_seeds():
+    """Each split is `adding_problem` of its own seed (3 seed + 0, 1, 2): the test split is found again from the seed
+    and its size alone, whatever the training split's size, and no two splits share a sequence."""
+    data = kapps.data.adding_data(length=12, sizes=(40, 8, 16), seed=2)
+    assert data.spec == "adding" and data.input_shape == (12, 2) and data.class_names == []
+    assert data.sizes == {"train": 40, "val": 8, "test": 16}
+    for split, k, count in (("train", 0, 40), ("val", 1, 8), ("test", 2, 16)):
+        inputs, targets = as_arrays(getattr(data, split))
+        expected_inputs, expected_targets = kapps.data.adding_problem(length=12, count=count, seed=6 + k)
+        np.testing.assert_array_equal(inputs, expected_inputs)
+        np.testing.assert_array_equal(targets, expected_targets)
+    other = kapps.data.adding_data(length=12, sizes=(5, 8, 16), seed=2)
+    np.testing.assert_array_equal(as_arrays(other.test)[0], as_arrays(data.test)[0])
+    train, test = as_arrays(data.train)[0], as_arrays(data.test)[0]
+    assert not np.isin(test[:, :, 0], train[:, :, 0]).all(axis=1).any()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sizes": (10, 0, 5)}, "sizes must hold at least one sequence a split"),
+        ({"sizes": (10, 5)}, "sizes must be three non-negative integers"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"length": 1}, "length must be an integer of at least 2"),
+    ],
+)
+def test_adding_data_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kapps.data.adding_data(**{"length": 10, **kwargs})

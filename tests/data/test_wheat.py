@@ -91,6 +91,35 @@ def test_spikelets_asked_for_are_all_annotated_on_a_lone_ear():
         assert np.linalg.norm(spikelets[-1] - tip) < np.linalg.norm(spikelets[-1] - base)
 
 
+def spikelet_spacing(scenes, side):
+    """The median distance in pixels from each spikelet to the nearest other spikelet of its ear."""
+    gaps = []
+    for scene in scenes:
+        xy = scene["points"] * side
+        for ear in np.unique(scene["spikes"]):
+            mine = xy[(scene["spikes"] == ear) & (scene["types"] == SPIKELET)]
+            if len(mine) > 1:
+                d = np.linalg.norm(mine[:, None] - mine[None], axis=-1) + np.eye(len(mine)) * 1e9
+                gaps += list(d.min(axis=1))
+    return float(np.median(gaps))
+
+
+def test_zoom_draws_every_length_larger_and_one_leaves_the_images_as_they_were():
+    """At zoom 2 a 128-pixel image's ears are drawn as large in pixels as a 256-pixel image's at zoom 1 (the
+    spikelets as far apart), twice as large as at zoom 1, and fewer ears fit; zoom 1 is the default's image."""
+    plain, zoomed = images(12, image_size=(128, 128)), images(12, image_size=(128, 128), zoom=2.0)
+    large = images(12, image_size=(256, 256))
+    spacing = {name: spikelet_spacing(s, side) for name, s, side in
+               (("plain", plain, 128), ("zoomed", zoomed, 128), ("large", large, 256))}  # fmt: skip
+    assert spacing["zoomed"] == pytest.approx(2 * spacing["plain"], rel=0.15), spacing
+    assert spacing["zoomed"] == pytest.approx(spacing["large"], rel=0.15), spacing
+    ears = [sum(len(np.unique(s["spikes"])) for s in scenes) for scenes in (plain, zoomed)]
+    assert ears[1] < ears[0], ears
+    np.testing.assert_array_equal(
+        images(1, image_size=(96, 96), zoom=1.0)[0]["image"], images(1, image_size=(96, 96))[0]["image"]
+    )
+
+
 def test_load_wheat_pads_points_and_types_with_minus_one():
     data = load_wheat(image_size=(96, 96), seed=0, sizes=(4, 2, 2), max_spikes=3)
     assert data.spec == "wheat" and data.class_names == list(WHEAT_POINT_TYPES)
@@ -98,7 +127,7 @@ def test_load_wheat_pads_points_and_types_with_minus_one():
     examples = list(data.train.as_numpy_iterator())
     assert len(examples) == 4
     for image, targets in examples:
-        assert image.shape == (96, 96, 3) and image.dtype == np.float32 and 0.0 <= image.min() <= image.max() <= 1.0
+        assert image.shape == (96, 96, 3) and image.dtype == np.uint8
         assert targets["points"].shape == (3 * 27, 2) and targets["types"].shape == (3 * 27,)
         n = int(np.sum(targets["types"] >= 0))
         assert 2 <= n <= 3 * 27 and np.all(targets["types"][n:] == -1) and np.all(targets["points"][n:] == -1.0)
@@ -140,6 +169,7 @@ def test_splits_are_fixed_by_the_seed_and_the_first_images_ignore_the_sizes():
         ({"spikelets": (12, 10)}, "spikelets"),
         ({"spikelets": (1, 10)}, "spikelets"),
         ({"max_points": 0}, "max_points"),
+        ({"zoom": 0.1}, "zoom must be a number from 0.25 to 8"),
         ({"seed": -1}, "seed"),
         ({"sizes": (10, 2)}, "sizes"),
     ],

@@ -6,6 +6,7 @@ import re
 import shutil
 import zipfile
 
+import kapps
 import kapps.data
 import kapps.export
 from kapps.errors import ExportError, ModelError
@@ -13,7 +14,12 @@ from kapps.kinds import classification
 
 import keras
 import numpy as np
+import onnxruntime as ort
 import pytest
+import tensorflow as tf
+import tf2onnx
+
+from tests.conftest import git_commit_of_checkout
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +101,11 @@ def test_default_output_folder_is_export_run_name(lenet_run, tmp_path, monkeypat
     assert report["out"] == os.path.join("export", "lenet5")
     assert sorted(os.listdir(tmp_path / "export" / "lenet5")) == ["export_report.json", "model.onnx"]
     assert json.loads((tmp_path / "export" / "lenet5" / "export_report.json").read_text()) == report
+    # what wrote it: kapps' version and commit, and the converters' and runtimes' versions
+    assert report["versions"]["kapps"] == kapps.__version__
+    assert report["versions"]["kapps_commit"] == git_commit_of_checkout() and len(git_commit_of_checkout()) >= 40
+    assert report["versions"]["tensorflow"] == tf.__version__ and report["versions"]["onnxruntime"] == ort.__version__
+    assert report["versions"]["tf2onnx"] == tf2onnx.__version__
 
 
 def test_a_failed_verification_leaves_nothing(lenet_run, empty_cwd, monkeypatch):
@@ -292,7 +303,7 @@ def test_a_task_without_an_output_kind_is_refused_and_leaves_nothing(tmp_path, e
     assert str(caught.value) == (
         "The task 'recurrent' has no output kind in kapps yet, so its outputs can be neither verified after export "
         "nor predicted; the tasks that have one are classification, detection, instance_segmentation, "
-        "segmentation, heatmap and generative."
+        "segmentation, heatmap, generative, regression and instance_sequence."
     )
     assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(empty_cwd) == []
 

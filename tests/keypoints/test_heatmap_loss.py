@@ -36,3 +36,20 @@ def test_foreground_weight_weighs_each_pixel_by_its_target():
     assert restored.foreground_weight == 10 and float(restored(targets, predictions)) == pytest.approx(errors.mean())
     with pytest.raises(ValueError, match="foreground_weight must be at least 0"):
         HeatmapLoss(foreground_weight=-1)
+
+
+def test_a_foreground_weight_a_type():
+    """Type 0 weighed 30 and type 1 weighed 0: the same as each type alone at its weight, averaged over the types."""
+    rng = np.random.default_rng(1)
+    targets = rng.uniform(0, 1, (2, 3, 4, 2)).astype("float32")
+    predictions = rng.uniform(0, 1, (2, 2, 3, 4, 2)).astype("float32")
+    alone = [
+        heatmap_mse(targets[..., t : t + 1], predictions[..., t : t + 1], foreground_weight=w).numpy()
+        for t, w in enumerate((30.0, 0.0))
+    ]
+    got = heatmap_mse(targets, predictions, foreground_weight=[30.0, 0.0]).numpy()
+    np.testing.assert_allclose(got, (alone[0] + alone[1]) / 2, rtol=1e-6)
+    restored = keras.losses.deserialize(keras.losses.serialize(HeatmapLoss(foreground_weight=[30, 0])))
+    assert restored.foreground_weight == [30.0, 0.0]
+    with pytest.raises(ValueError, match="foreground_weight must be at least 0, one or one a type"):
+        HeatmapLoss(foreground_weight=[1, -1])

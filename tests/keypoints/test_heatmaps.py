@@ -9,14 +9,16 @@ import tensorflow as tf
 
 
 def numpy_targets(points, types, *, num_types, size, sigma):
-    """Channel t: the maximum over t's points of exp(-((col - (x W - 0.5))^2 + (row - (y H - 0.5))^2) / 2 sigma^2)."""
+    """Channel t: the maximum over t's points of exp(-((col - (x W - 0.5))^2 + (row - (y H - 0.5))^2) / 2 sigma^2),
+    sigma the type's own when `sigma` is a list."""
     height, width = size
     rows, cols = np.mgrid[0:height, 0:width].astype("float64")
     maps = np.zeros((height, width, num_types))
     for (x, y), t in zip(points, types, strict=True):
         if t < 0 or not (0 <= x <= 1 and 0 <= y <= 1):
             continue
-        g = np.exp(-((cols - (x * width - 0.5)) ** 2 + (rows - (y * height - 0.5)) ** 2) / (2 * sigma**2))
+        own = sigma[t] if isinstance(sigma, list) else sigma
+        g = np.exp(-((cols - (x * width - 0.5)) ** 2 + (rows - (y * height - 0.5)) ** 2) / (2 * own**2))
         maps[:, :, t] = np.maximum(maps[:, :, t], g)
     return maps
 
@@ -35,6 +37,17 @@ def test_targets_are_the_numpy_formula(sigma):
     # exp(-(0.01 + 0.01) / (2 sigma^2)); the padding row's point (0.5, 0.5) and the one outside left nothing
     assert got[9, 9, 0] == pytest.approx(np.exp(-0.02 / (2 * sigma**2)), abs=1e-6)
     assert got[:, 20:, 0].max() < np.exp(-((20 - 9.1) ** 2) / (2 * sigma**2)) + 1e-7
+
+
+def test_each_type_can_have_its_own_sigma():
+    """One sigma a type: each channel is the formula at its own sigma (here 3, 1 and 0.5), and the same sigma for
+    every type is the scalar's map exactly."""
+    got = heatmap_targets(POINTS, TYPES, num_types=3, size=(24, 32), sigma=[3.0, 1.0, 0.5]).numpy()
+    np.testing.assert_allclose(got, numpy_targets(POINTS, TYPES, num_types=3, size=(24, 32), sigma=[3.0, 1.0, 0.5]),
+                               atol=1e-6)  # fmt: skip
+    assert got[9, 11, 0] == pytest.approx(np.exp(-(1.9**2 + 0.1**2) / (2 * 3.0**2)), abs=1e-6)  # 1.9 px right
+    same = heatmap_targets(POINTS, TYPES, num_types=3, size=(24, 32), sigma=[2.5, 2.5, 2.5])
+    np.testing.assert_array_equal(same, heatmap_targets(POINTS, TYPES, num_types=3, size=(24, 32), sigma=2.5))
 
 
 def test_batches_empty_images_and_a_tf_data_map():
@@ -76,3 +89,5 @@ def test_bad_settings():
         heatmap_targets(POINTS, TYPES, num_types=3, size=(8,))
     with pytest.raises(ValueError, match="sigma must be positive"):
         heatmap_targets(POINTS, TYPES, num_types=3, size=(8, 8), sigma=0)
+    with pytest.raises(ValueError, match="sigma must be positive, one number or one a type"):
+        heatmap_targets(POINTS, TYPES, num_types=3, size=(8, 8), sigma=[1.0, 2.0])

@@ -1,7 +1,7 @@
 """Point metrics on hand-made point sets with known answers: Hungarian pairing, precision / recall / F1, PCK with
 image and per-object reference sizes, counting, and HeatmapPeaks outputs read as pixels."""
 
-from kapps.keypoints import count_scores, match_points, pck, point_scores, points_from_outputs
+from kapps.keypoints import choose_thresholds, count_scores, match_points, pck, point_scores, points_from_outputs
 
 import numpy as np
 import pytest
@@ -94,3 +94,29 @@ def test_points_from_heatmap_peaks_outputs_in_pixels():
     np.testing.assert_allclose(found["points"], [[100, 25], [20, 10], [150, 100]])
     np.testing.assert_array_equal(found["types"], [0, 0, 1])
     np.testing.assert_allclose(found["scores"], [0.9, 0.4, 0.8])
+
+
+def test_each_type_gets_its_threshold_of_best_f1():
+    """Type 0: true points at x = 10, 20, 30; detections there scoring 0.9, 0.8, 0.35 and false ones scoring 0.5
+    and 0.4. Above 0.3 all five are kept (F1 2 * 3/5 * 1 / (3/5 + 1) = 0.75); above 0.35, the first two and both
+    false ones (F1 0.571); above 0.5 only the two true ones left (F1 0.8); above 0.8 one (0.5). Best: 0.5. Type 1:
+    a true point found at 0.2 and nothing false, so the lowest candidate keeping it, 0.1, wins its tie with 0.15."""
+
+    def scored(*rows):
+        rows = np.array(rows, "float64").reshape(-1, 4)
+        return {"points": rows[:, :2], "types": rows[:, 2].astype(int), "scores": rows[:, 3]}
+
+    predictions = [
+        scored((10, 0, 0, 0.9), (20, 0, 0, 0.8), (60, 0, 0, 0.5)),
+        scored((30, 0, 0, 0.35), (70, 0, 0, 0.4), (5, 5, 1, 0.2)),
+    ]
+    truths = [image((10, 0, 0), (20, 0, 0)), image((30, 0, 0), (5, 6, 1))]
+    candidates = [0.1, 0.15, 0.3, 0.35, 0.5, 0.8]
+    t0, t1 = choose_thresholds(predictions, truths, radius=3, num_types=2, candidates=candidates)
+    assert t0 == {"threshold": 0.5, "precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8)}
+    assert t1 == {"threshold": 0.1, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    # a threshold keeps points scoring strictly more: at 0.2 alone type 1's point is gone
+    ((_, only),) = [choose_thresholds(predictions, truths, radius=3, num_types=2, candidates=[0.2])]
+    assert (only["recall"], only["f1"]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="at least one threshold"):
+        choose_thresholds(predictions, truths, radius=3, num_types=2, candidates=[])

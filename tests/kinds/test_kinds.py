@@ -21,6 +21,7 @@ def test_every_registry_task_has_a_kind_or_is_refused_in_one_sentence():
         "heatmap",
         "instance_segmentation",
         "instance_sequence",
+        "regression",
         "segmentation",
     ]
     assert sorted(kapps.kinds.KINDS) == kinds
@@ -33,7 +34,7 @@ def test_every_registry_task_has_a_kind_or_is_refused_in_one_sentence():
         assert str(caught.value).startswith(f"The task {task!r} has no output kind in kapps yet")
         assert str(caught.value).endswith(
             "the tasks that have one are classification, detection, instance_segmentation, segmentation, heatmap, "
-            "generative and instance_sequence."
+            "generative, regression and instance_sequence."
         )
     with pytest.raises(ModelError, match="^Unknown task 'poetry'; the tasks with an output kind are"):
         kind_for("poetry")

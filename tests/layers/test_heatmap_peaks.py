@@ -124,8 +124,54 @@ def test_output_specs_saving_and_settings(tmp_path):
         HeatmapPeaks(score_threshold=float("nan"))
     with pytest.raises(ValueError, match="static H, W and types"):
         HeatmapPeaks()(keras.Input((None, None, 3)))
+    with pytest.raises(ValueError, match="one number or 5, one a point type. Received: 2 thresholds"):
+        HeatmapPeaks(score_threshold=[0.1, 0.2])(keras.Input((16, 12, 5)))
     with pytest.raises(ValueError, match="at most H \\* W = 12"):
         HeatmapPeaks(max_points=13)(keras.Input((3, 4, 1)))
+
+
+def test_a_threshold_a_type(tmp_path):
+    """Type 0 at 0.6 drops image 0's 0.5 corner peak that 0.2 keeps, type 1 at 0.1 keeps its 0.15 peak that 0.2
+    drops; the same points as each type alone at its own threshold; the list survives saving."""
+    heatmaps = designed_heatmaps()
+    per_type = [0.6, 0.1, 0.2]
+    got = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=4, score_threshold=per_type)(heatmaps).items()}
+    for t, threshold in enumerate(per_type):
+        alone = reference_peaks(heatmaps[..., t : t + 1], max_points=4, score_threshold=threshold)
+        for name in alone:
+            np.testing.assert_allclose(got[name][:, t : t + 1], alone[name], atol=1e-7, err_msg=f"{name}, type {t}")
+    single = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=4, score_threshold=0.2)(heatmaps).items()}
+    np.testing.assert_array_equal(got["num_points"][0] - single["num_points"][0], [-1, 1, 0])
+    inputs = keras.Input(heatmaps.shape[1:])
+    model = keras.Model(inputs, HeatmapPeaks(max_points=4, score_threshold=per_type, name="peaks")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.get_layer("peaks").score_threshold == per_type
+    np.testing.assert_array_equal(np.asarray(loaded(heatmaps)["num_points"]), got["num_points"])
+
+
+def test_a_wider_window_a_type_suppresses_near_bumps(tmp_path):
+    """Two bumps 2 px apart (0.9 and 0.6): a 3x3 window keeps both, a 5x5 one only the higher; a window a type
+    applies each to its own channel, saves with the model and refuses an even side."""
+    h = np.zeros((1, 7, 9, 2), "float32")
+    h[0, 3, 2] = 0.9
+    h[0, 3, 4] = 0.6
+    both = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=3, score_threshold=0.1)(h).items()}
+    np.testing.assert_array_equal(both["num_points"], [[2, 2]])
+    per_type = {k: np.asarray(v) for k, v in HeatmapPeaks(max_points=3, score_threshold=0.1, window=[5, 3])(h).items()}
+    np.testing.assert_array_equal(per_type["num_points"], [[1, 2]])
+    np.testing.assert_allclose(per_type["scores"][0, 0], [0.9, 0, 0])
+    np.testing.assert_allclose(per_type["points"][0, 1], both["points"][0, 1])
+    inputs = keras.Input(h.shape[1:])
+    model = keras.Model(inputs, HeatmapPeaks(max_points=3, score_threshold=0.1, window=[5, 3], name="peaks")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.get_layer("peaks").window == [5, 3]
+    np.testing.assert_array_equal(np.asarray(loaded(h)["num_points"]), [[1, 2]])
+    with pytest.raises(ValueError, match="window must be an odd integer of at least 3"):
+        HeatmapPeaks(window=4)
+    with pytest.raises(ValueError, match="window must be one side or 2, one a point type"):
+        HeatmapPeaks(window=[3, 5, 7])(keras.Input((7, 9, 2)))
 
 
 def test_outputs_float32_under_mixed_precision():
@@ -139,9 +185,14 @@ def test_outputs_float32_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_points_are_the_same_in_every_runtime(tmp_path):
+@pytest.mark.parametrize(
+    "settings",
+    [{"score_threshold": 0.2}, {"score_threshold": [0.2, 0.1, 0.5], "window": [5, 3, 3]}],
+    ids=["one", "a_type"],
+)
+def test_points_are_the_same_in_every_runtime(tmp_path, settings):
     heatmaps = keras.Input((8, 10, 3), name="image")
-    model = keras.Model(heatmaps, HeatmapPeaks(max_points=4, score_threshold=0.2)(heatmaps))
+    model = keras.Model(heatmaps, HeatmapPeaks(max_points=4, **settings)(heatmaps))
     saved = writers.write_saved_model(model, tmp_path / "saved_model")
     tflite = writers.write_tflite(saved, tmp_path / "model.tflite")  # builtins only: Select TF ops would fail here
     onnx_path = writers.write_onnx(model, tmp_path / "model.onnx", opset=17)

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import importlib
 from pathlib import Path
 from types import ModuleType
 
 from click.testing import CliRunner, Result
 
-from tests.conftest import ROOT
 
-
-@functools.cache
 def load_recipe(name: str) -> ModuleType:
-    """`recipes/NAME.py` as a module (recipes/ is a folder of scripts, not a package), imported once."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """`recipes/NAME.py` as the module `kapps train NAME` runs: `kapps.recipes.NAME` (recipes/ links to it)."""
+    return importlib.import_module(f"kapps.recipes.{name}")
 
 
 def invoke_recipe(name: str, *args: str) -> Result:

@@ -46,7 +46,7 @@ def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "heatmap" and config["data"]["class_names"] == ["centre", "corner"]
     assert config["model"]["name"] == "stacked_hourglass" and config["model"]["kwargs"]["num_stacks"] == 2
-    assert config["peaks"] == {"max_points": 24, "score_threshold": 0.3}
+    assert config["peaks"] == {"max_points": 24, "score_threshold": 0.3, "window": 3}
     detector = keras.saving.load_model(out / "model.keras", compile=False)
     assert set(detector.output) == {"points", "scores", "num_points"}
     assert detector.output["points"].shape == (None, 2, 24, 2)
@@ -78,8 +78,9 @@ def test_tiny_budget_writes_a_point_detector_run_folder(tmp_path):
     [
         (["--image-size", "100"], "error: These options do not make a stacked hourglass: input_shape's height"),
         (["--stacks", "0"], "error: These options do not make a stacked hourglass: num_stacks must be a positive"),
-        (["--sigma", "0"], "error: --sigma must be positive, not 0.0."),
-        (["--score-threshold", "1"], "error: --score-threshold must be at least 0 and below 1, not 1.0."),
+        (["--sigma", "0"], "error: --sigma must be positive, not 0."),
+        (["--score-threshold", "1"], "error: --score-threshold must be at least 0 and below 1, not 1."),
+        (["--score-threshold", "often"], "error: --score-threshold takes one number or one a point type, such as 0.3"),
         (["--max-points", "5000"], "error: --max-points must be from 1 to the 2304 heatmap pixels, not 5000."),
         (["--scenes", "10,10"], "error: --scenes takes three positive counts such as 4000,500,500, not '10,10'."),
         (["--data", "wheat", "--scenes", "1,1,1"], "error: --scenes sets the size of the shapes source, not of"),

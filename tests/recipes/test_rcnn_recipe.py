@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import git_commit_of_checkout
 from tests.recipes.conftest import assert_refused, invoke_recipe
 
 
@@ -37,6 +38,7 @@ def test_tiny_budget_learns_and_writes_a_detector_run_folder(tmp_path):
     assert (out / "plots" / "test_detections.png").stat().st_size > 10_000
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "detection" and config["model"]["settings"]["proposal_mode"] == "single"
+    assert config["versions"]["kapps_commit"] == git_commit_of_checkout()  # written by the recipe, not by fit
     rcnn = RCNN.load(out / "rcnn")
     assert rcnn.class_names == ["circle", "square", "triangle", "cross"] and rcnn.warp_size == (32, 32)
     assert rcnn(np.zeros((1, 128, 128, 3), "float32"))["boxes"].shape == (1, 100, 4)

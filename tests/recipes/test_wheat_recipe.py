@@ -5,7 +5,9 @@ import json
 
 import kapps.data
 from kapps.cli import main
+from kapps.train.keypoints import CANDIDATE_THRESHOLDS
 
+import keras
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -36,7 +38,9 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
     for what, name in names.items():
         for key in ("count_accuracy", "count_mae", "count_relative_error"):
             assert metrics["counting"][what][key] == metrics["per_type"][name][key]
-    data = kapps.data.load_keypoints("wheat", image_size=(64, 64), seed=0, sizes=(16, 8, 8))
+    data = kapps.data.load_keypoints(
+        "wheat", image_size=(64, 64), seed=0, sizes=(16, 8, 8), zoom=2.0, max_spikes=4
+    )  # the recipe's scenes
     truths = [targets["types"].numpy() for _, targets in data.test]
     tips, spikelets = sum(int((t == 0).sum()) for t in truths), sum(int((t == 2).sum()) for t in truths)
     assert tips >= 8 and spikelets > tips  # every image has an ear, every ear spikelets
@@ -44,6 +48,12 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
     assert spikelet["true_positives"] + spikelet["false_negatives"] == spikelets
     tip = metrics["per_type"]["spike_tip"]
     assert tip["true_positives"] + tip["false_negatives"] == tips
+    # --score-threshold auto (the default): each type's threshold chosen on the validation split, kept in the model
+    assert set(metrics["thresholds"]) == {"spike_tip", "spike_base", "spikelet"}
+    assert set(metrics["thresholds"].values()) <= set(CANDIDATE_THRESHOLDS)
+    assert "Score thresholds of best F1 on 8 validation images: spike_tip " in result.stdout
+    detector = keras.saving.load_model(out / "model.keras", compile=False)
+    assert detector.get_layer("peaks").score_threshold == list(metrics["thresholds"].values())
     assert (out / "plots" / "test_points.png").read_bytes().startswith(b"\x89PNG")
     with (out / "history.csv").open() as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
@@ -72,11 +82,22 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--images", "5,5"], "error: --images takes three positive counts such as 600,100,200, not '5,5'."),
-        (["--data", "shapes", "--images", "5,5,5"], "error: --images sets the size of the wheat source, not of"),
+        (["--images", "5,5"], "error: --images takes three positive counts such as 1200,100,200, not '5,5'."),
+        (["--data", "shapes", "--images", "5,5,5"], "error: --images shapes the embedded wheat source, not 'shapes'."),
+        (["--data", "shapes", "--zoom", "3"], "error: --zoom shapes the embedded wheat source, not 'shapes'."),
+        (["--zoom", "0"], "error: These options do not make wheat images: zoom must be a number from 0.25 to 8."),
+        (["--max-spikes", "0"], "error: These options do not make wheat images: max_spikes must be an integer from"),
         (["--depth", "8"], "error: These options do not make a stacked hourglass: input_shape's height and width"),
         (["--features", "30"], "error: These options do not make a stacked hourglass: features must be a positive"),
-        (["--max-points", "0"], "error: --max-points must be from 1 to the 16384 heatmap pixels, not 0."),
+        (["--max-points", "0"], "error: --max-points must be from 1 to the 4096 heatmap pixels, not 0."),
+        (["--sigma", "2,x"], "error: --sigma takes one number or one a point type, such as 2,2,1, not '2,x'."),
+        (["--sigma", "2,0,1"], "error: --sigma must be positive, not 2,0,1."),
+        (["--sigma", "2,1", *TINY], "error: --sigma takes one number or one for each of the 3 point types, not 2."),
+        (
+            ["--score-threshold", "0.3,0.4", *TINY],
+            "error: --score-threshold takes one number or one for each of the 3 point types, not 2.",
+        ),
+        (["--score-threshold", "0.5,1,0.5"], "error: --score-threshold must be at least 0 and below 1, not 0.5,1,0.5."),
     ],
 )
 def test_bad_options_are_one_sentence(empty_cwd, args, message):

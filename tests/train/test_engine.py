@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import kapps
 import kapps.data
 import kapps.train
 from kapps.data.base import as_arrays
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, train_lenet
+from tests.conftest import ROOT, git_commit_of_checkout, train_lenet
 from tests.train import lenet_process
 from tests.train.custom_step_model import FINAL_STATE
 
@@ -30,7 +31,10 @@ def test_run_folder_holds_everything(lenet_run):
     config = json.loads((path / "config.json").read_text())
     assert config["options"]["seed"] == 0 and config["options"]["epochs"] == 4
     assert config["data"]["spec"] == "digits" and config["precision_policy"] == "float32"
-    assert set(config["versions"]) >= {"tensorflow", "keras", "kapps"}
+    assert set(config["versions"]) >= {"tensorflow", "keras", "numpy", "python"}
+    assert config["versions"]["tensorflow"] == tf.__version__ and config["versions"]["keras"] == keras.__version__
+    assert config["versions"]["kapps"] == kapps.__version__
+    assert config["versions"]["kapps_commit"] == git_commit_of_checkout() and len(git_commit_of_checkout()) >= 40
     metrics = json.loads((path / "metrics.json").read_text())
     # Measured at this budget (4 epochs of 40 batches, seed 0): test accuracy 0.956, loss 0.191; chance is 0.1 and
     # ln 10 = 2.30. The bars leave room for another CPU's rounding, not for a run that learns less.

@@ -196,8 +196,9 @@ def hourglass_detector(
     model: keras.Model,
     *,
     max_points: int = 32,
-    score_threshold: float = 0.2,
+    score_threshold=0.2,
     refine: bool = True,
+    window=3,
     name: str | None = None,
 ) -> keras.Model:
     """The trained hourglass `model` as a point detector: its last stack's heatmaps read by `HeatmapPeaks`.
@@ -205,8 +206,9 @@ def hourglass_detector(
     Args:
         model: a `stacked_hourglass` model (its weights are shared, not copied).
         max_points: K, the points kept per image and type.
-        score_threshold: a peak must score more (the targets peak at 1).
+        score_threshold: a peak must score more (the targets peak at 1); one, or a list of one a type.
         refine: the quarter-pixel refinement of Newell et al.'s code.
+        window: the side of the square a peak is the maximum of; one, or a list of one a type.
         name: the detector's name, `model.name` by default (so the registry still gives its task).
 
     Returns:
@@ -226,5 +228,7 @@ def hourglass_detector(
             f"model must be a stacked_hourglass model with stack<i>_heatmaps layers. Received: {model.name!r}"
         )
     heatmaps = stacks[-1][1].output
-    points = HeatmapPeaks(max_points=max_points, score_threshold=score_threshold, refine=refine, name="peaks")(heatmaps)
+    points = HeatmapPeaks(
+        max_points=max_points, score_threshold=score_threshold, refine=refine, window=window, name="peaks"
+    )(heatmaps)
     return keras.Model(model.input, points, name=name or model.name)

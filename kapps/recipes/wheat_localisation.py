@@ -2,25 +2,33 @@
 Learning for Multi-task Plant Phenotyping", ICCV Workshops 2017, on the ACID images).
 
 The default runs offline on the embedded `wheat` images (`kapps.data.wheat`): ears of 10 to 25 spikelets in two
-staggered rows, awns, leaves and clutter, 1 to 8 ears an image. A stacked hourglass (Newell et al. 2016) predicts
-one heatmap a point type; points are the heatmaps' peaks, inside the exported graph. Images are drawn at
-512x512: the spikelets of one ear alternate sides only 0.98 of their spacing apart (5 to 7 px at 256), so at 256
-the true heatmaps, read back at a quarter of the resolution by 3x3 peak suppression, give back only 28% of the
-spikelets within 3 px (84.5% at 384, 99.5% at 512). The network is narrow for that size (2 stacks of 32
-features). The epoch kept is the one of best validation F1 within 3 px, measured each epoch through the detector.
+staggered rows, awns, leaves and clutter, 1 to 4 ears an image, drawn at 256x256 with `zoom` 2 (the ears as large
+as in a 512-pixel image of the source's default scale, in a quarter of the pixels: at 256 and zoom 1 the
+spikelets of one ear alternate sides only 5 to 7 px apart, closer than the heatmaps' 4-pixel cells resolve). A
+stacked hourglass (Newell et al. 2016, 2 stacks of 32 features) predicts one heatmap a point type, with Gaussians
+of sigma 2 heatmap pixels for tips and bases and 1 for spikelets; points are the heatmaps' peaks, inside the
+exported graph. Each type has its own settings, since a type of one point an ear (tips, bases) and one of some
+twenty (spikelets) differ: the loss weighs the pixels under the tips' and bases' Gaussians 1 + 40 x target and
+the spikelets' 1 + 10 x target; a tip or base is the maximum of its 5x5 window (3x3 for spikelets); and after
+training each type's score threshold is the one of best F1 within 3 px on the validation split
+(`--score-threshold auto`; the epoch kept is the one of best validation F1 at 0.3).
 
 Counts are the detected peaks: spikes are counted as the detected spike tips (every ear has exactly one tip in
 view, see `kapps.data.wheat`; the bases' counts are reported as well), spikelets as the detected spikelets.
-metrics.json holds per type precision, recall and F1 within 3 px (of the 512-pixel image), and counting: the
+metrics.json holds per type precision, recall and F1 within 3 px, the chosen thresholds, and counting: the
 counting accuracy, the share of test images whose count is exact, the mean absolute count error, and the total
 absolute error over the total true count (`count_relative_error`). Pound et al. report counting accuracies of
 95.91% for spikes and 99.66% for spikelets; their definition could not be checked here. If it is the share of
 images counted exactly, it compares with `count_accuracy`; a spikelet figure that high over ears of 10 to 25
 spikelets suggests rather one minus a relative count error, which compares with 1 - `count_relative_error`.
 
-Not yet measured: the defaults (600 training images, 15 epochs, the loss's foreground weight 10 as in
-`recipes/hourglass.py`) were not run to their end, so the issue's targets (spikelet precision and recall >= 0.9
-within 3 px, spike counting accuracy >= 95%, 25 minutes on two cores) are open.
+Measured with the defaults (seed 0, 200 test images; 35 min 33 s wall on 2 cores shared with two other training
+jobs, epochs of 76-119 s where the same epochs alone took 43-52 s, so about 18 minutes alone, estimated, not
+measured): spikelets precision 0.964 and recall 0.966 within 3 px (the issue asks for 0.9 each), their count
+within 3.2% of the true total (1 - relative error 0.968; exact on 39.5% of images); spike tips 0.860 / 0.754,
+spikes counted exactly on 72.0% of images (the issue asks for 95%: not met), 81.5% by the bases. The same
+network at 15 epochs with one weight and one threshold (0.3) for every type gave spikelets 0.903 / 0.965 and
+tips 0.31 / 0.53 (42.5% of spike counts exact).
 
     python recipes/wheat_localisation.py                 # writes saved_models/wheat_localisation/
     kapps export saved_models/wheat_localisation --format tflite
@@ -31,30 +39,47 @@ from __future__ import annotations
 
 import kapps.data
 import kapps.train
-from kapps.data.wheat import WHEAT_POINT_TYPES
+from kapps.data.wheat import WHEAT_POINT_TYPES, render_wheat
 from kapps.errors import OptionError
 from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options
 from kapps.viz import plot_points
 
 import click
+import numpy as np
 
 
 @kapps.train.recipe_command(
     name="wheat_localisation",
     help="Locate and count wheat spikes and spikelets with a stacked hourglass (embedded wheat images by default).",
-    epochs=15,
+    epochs=20,
     batch_size=8,
     lr=2e-3,
     data="wheat",
 )
-@hourglass_options(image_size=512, features=32, max_points=256)
-@click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 600,100,200].")
-def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, images: str | None) -> kapps.train.Run:
-    sizes = image_counts(images, data=opts.data)
+@hourglass_options(
+    image_size=256,
+    features=32,
+    max_points=256,
+    sigma="2,2,1",
+    score_threshold="auto",
+    foreground_weight="40,40,10",
+    peak_window="5,5,3",
+)
+@click.option("--images", default=None, help="wheat only: TRAIN,VAL,TEST image counts [default: 1200,100,200].")
+@click.option("--zoom", type=float, default=None, help="wheat only: size of the scene's ears and leaves [default: 2].")
+@click.option("--max-spikes", type=int, default=None, help="wheat only: most ears in an image [default: 4].")
+def main(
+    opts: kapps.train.TrainOptions,
+    settings: HourglassSettings,
+    images: str | None,
+    zoom: float | None,
+    max_spikes: int | None,
+) -> kapps.train.Run:
+    wheat = wheat_options(images, zoom=zoom, max_spikes=max_spikes, data=opts.data)
 
     # 1. Data: wheat images with the points of every ear, its tip, its base and its visible spikelets.
     data = kapps.data.load_keypoints(
-        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **sizes
+        opts.data, image_size=(settings.image_size, settings.image_size), seed=opts.seed, **wheat
     )
 
     # 2-4. Model, training and test: one heatmap a point type, the epoch of best validation F1 within 3 px kept;
@@ -77,23 +102,31 @@ def main(opts: kapps.train.TrainOptions, settings: HourglassSettings, images: st
     return run
 
 
-def image_counts(images: str | None, *, data: str) -> dict:
-    """The `sizes` keyword that `--images TRAIN,VAL,TEST` gives the wheat source (600,100,200 without it).
+def wheat_options(images: str | None, *, zoom: float | None, max_spikes: int | None, data: str) -> dict:
+    """The keywords of the wheat source: `sizes` from `--images TRAIN,VAL,TEST` (1200,100,200 without it), `zoom`
+    (2) and `max_spikes` (4).
 
     Raises:
-        OptionError: the option is given for another source, or is not three positive counts.
+        OptionError: an option is given for another source, or `--images` is not three positive counts, or the
+            zoom or the ear count is one the source refuses (its sentence quoted).
     """
     if data != "wheat":
-        if images is not None:
-            raise OptionError(f"--images sets the size of the wheat source, not of {data!r}.")
+        for name, value in (("--images", images), ("--zoom", zoom), ("--max-spikes", max_spikes)):
+            if value is not None:
+                raise OptionError(f"{name} shapes the embedded wheat source, not {data!r}.")
         return {}
     try:
-        sizes = tuple(int(n) for n in (images or "600,100,200").split(","))
+        sizes = tuple(int(n) for n in (images or "1200,100,200").split(","))
     except ValueError:
         sizes = ()
     if len(sizes) != 3 or min(sizes) < 1:
-        raise OptionError(f"--images takes three positive counts such as 600,100,200, not {images!r}.")
-    return {"sizes": sizes}
+        raise OptionError(f"--images takes three positive counts such as 1200,100,200, not {images!r}.")
+    scene = {"zoom": 2.0 if zoom is None else zoom, "max_spikes": 4 if max_spikes is None else max_spikes}
+    try:  # a zoom or an ear count the source refuses fails here, before the data is drawn
+        render_wheat(np.random.default_rng(0), image_size=(64, 64), **scene)
+    except ValueError as err:
+        raise OptionError(f"These options do not make wheat images: {err}") from None
+    return {"sizes": sizes, **scene}
 
 
 def wheat_counts(metrics: dict) -> dict:

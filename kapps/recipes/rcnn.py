@@ -210,6 +210,7 @@ def main(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     config = {"task": "detection", "model": {"name": "rcnn", "settings": dataclasses.asdict(settings)}}
     config |= {"options": opts.to_dict(), "warp_size": warp_size, "data": data.describe()}
+    config["versions"] = kapps.train.versions()
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     picture = plot_detections(
         rcnn, test, out / "plots" / "test_detections.png", class_names=data.class_names, count=16, score_threshold=0.0
