@@ -94,26 +94,15 @@ def choose_thresholds(
     Returns:
         One dict a type: `{"threshold", "precision", "recall", "f1"}` at its chosen threshold.
     """
-    _check_pairs(predictions, truths)
     candidates = sorted(float(c) for c in candidates)
     if not candidates:
         raise ValueError("candidates must hold at least one threshold.")
-    chosen = []
-    for t in range(num_types):
-        best = None
-        for threshold in candidates:
-            counts = np.zeros(3, "int64")
-            for predicted, true in zip(predictions, truths, strict=True):
-                kept = np.asarray(predicted["types"]) == t
-                kept &= np.asarray(predicted["scores"], "float64").reshape(-1) > threshold
-                mine = np.asarray(predicted["points"], "float64").reshape(-1, 2)[kept]
-                theirs = _of_type(true, t)
-                paired = len(match_points(mine, theirs, radius=radius))
-                counts += (paired, len(mine) - paired, len(theirs) - paired)
-            scores = _scores(*counts)
-            if best is None or scores["f1"] > best["f1"]:
-                best = {"threshold": threshold, **{k: scores[k] for k in ("precision", "recall", "f1")}}
-        chosen.append(best)
+    chosen: list[dict | None] = [None] * num_types
+    for threshold in candidates:
+        kept = [_above(predicted, threshold) for predicted in predictions]
+        for t, scores in enumerate(point_scores(kept, truths, radius=radius, num_types=num_types)["per_type"]):
+            if chosen[t] is None or scores["f1"] > chosen[t]["f1"]:
+                chosen[t] = {"threshold": threshold, **{k: scores[k] for k in ("precision", "recall", "f1")}}
     return chosen
 
 
@@ -206,6 +195,15 @@ def points_from_outputs(outputs: Mapping[str, np.ndarray], *, width: int, height
             }
         )
     return images
+
+
+def _above(points: Points, threshold: float) -> dict:
+    """The points of one image scoring strictly more than `threshold`."""
+    above = np.asarray(points["scores"], "float64").reshape(-1) > threshold
+    return {
+        "points": np.asarray(points["points"], "float64").reshape(-1, 2)[above],
+        "types": np.asarray(points["types"])[above],
+    }
 
 
 def _of_type(points: Points, t: int) -> np.ndarray:
