@@ -63,6 +63,7 @@ from kapps.train.generative import (
     fall_ratio,
     generate,
     load_judge,
+    shown_generator,
     tanh_range,
     train_judge,
     write_grid,
@@ -76,6 +77,7 @@ GRID = 100  # images of the per-epoch sample grid, 10 x 10
 CONFIDENCE = 0.9
 JUDGE_SIZE = (32, 32)  # LeNet-5's input
 REAL_LIMIT = 10_000  # real training images the judge's statistics are computed on
+AVERAGE = 0.999  # the generator's weight average that draws the samples
 TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_ratio": 5.0}
 
 
@@ -90,6 +92,12 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
 @click.option("--image-size", type=int, default=32, help="Side of the images (halved down to 4 or 7: 28, 32, 64).")
 @click.option("--latent-dim", type=int, default=100, help="Size of the noise vector (the paper's 100).")
 @click.option("--base-filters", type=int, default=64, help="Width of the largest hidden map; doubles per step.")
+@click.option(
+    "--average",
+    type=float,
+    default=AVERAGE,
+    help="Decay of the moving average of the generator's weights that draws the samples (0: none, train as is).",
+)
 @click.option("--judge", "judge_path", default=None, help="A LeNet-5 run folder or .keras file to judge with.")
 @click.option("--judge-epochs", type=int, default=60, help="Epochs of the judge trained when --judge is not given.")
 def main(
@@ -97,11 +105,14 @@ def main(
     image_size: int,
     latent_dim: int,
     base_filters: int,
+    average: float,
     judge_path: str | None,
     judge_epochs: int,
 ) -> kapps.train.Run:
     if judge_epochs < 1:
         raise OptionError(f"--judge-epochs must be a positive whole number, not {judge_epochs}.")
+    if not 0 <= average < 1:
+        raise OptionError(f"--average must be a decay from 0 (no average) to below 1, not {average:g}.")
     image_shape = (image_size, image_size)
     generator_kwargs = {"latent_dim": latent_dim, "base_filters": base_filters}
     try:  # the builders' own checks, before any data is read
@@ -163,7 +174,7 @@ def main(
     def build() -> GAN:
         generator = kapps.models.build("dcgan_generator", **generator_kwargs)
         discriminator = kapps.models.build("dcgan_discriminator", image_shape=image_shape, base_filters=base_filters)
-        gan = GAN(generator, discriminator, seed=opts.seed)
+        gan = GAN(generator, discriminator, seed=opts.seed, average=average or None)
         gan.compile(
             d_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="d_adam"),
             g_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="g_adam"),
@@ -208,11 +219,12 @@ def main(
         monitor="frechet_distance",
         mode="min",
         callbacks=[progress],
-        export_model=lambda gan: gan.generator,
+        export_model=shown_generator,
         evaluate_test=evaluate,
         config={
             **kapps.train.run_config("dcgan_generator", kwargs=generator_kwargs, data=data),
             "discriminator": {"name": "dcgan_discriminator", "base_filters": base_filters},
+            "average": average or None,
             "judge": judge_source,
             "distance": DISTANCE_NOTE,
         },

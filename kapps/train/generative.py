@@ -87,7 +87,8 @@ def load_judge(path, *, image_shape, num_classes: int) -> keras.Model:
 
 
 class GeneratorProgress(keras.callbacks.Callback):
-    """After every epoch of a GAN (a model with a `generator`): the generator's images from fixed noise as a grid
+    """After every epoch of a GAN (a model with a `generator`): the generator's images (its weights' moving average
+    when the GAN keeps one, `shown_generator`) from fixed noise as a grid
     PNG `plots/samples_epoch_NNN.png`, the curves of every logged quantity `plots/curves.png`, and, with a judge,
     its scores of the images from `judge_noise` added to the epoch's logs: `frechet_distance`, `confident_share`
     (read with confidence >= `confidence`) and `smallest_class_share`.
@@ -120,7 +121,7 @@ class GeneratorProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        generator = self.model.generator
+        generator = shown_generator(self.model)
         write_grid(generate(generator, self.grid_noise), self.folder / "plots" / f"samples_epoch_{epoch + 1:03d}.png")
         if self.judge is not None:
             images = generate(generator, self.judge_noise)
@@ -130,6 +131,13 @@ class GeneratorProgress(keras.callbacks.Callback):
             logs["smallest_class_share"] = scores["smallest_class_share"]
         self.rows.append({"epoch": float(epoch), **{k: float(v) for k, v in logs.items()}})
         plot_curves(self.rows, self.folder / "plots" / "curves.png", title=self.folder.name)
+
+
+def shown_generator(gan: keras.Model) -> keras.Model:
+    """The generator a GAN's samples are drawn from: its weights' moving average when it keeps one
+    (`GAN(average=...)`), else the generator as trained."""
+    averaged = getattr(gan, "averaged_generator", None)
+    return averaged() if averaged is not None else gan.generator
 
 
 def tanh_range(images, labels):

@@ -24,10 +24,10 @@ LATENT = 4
 LEVEL_MEAN, LEVEL_STD = 0.4, 0.1
 
 
-def tiny_gan(*, seed: int = 1, compile: bool = True) -> GAN:
+def tiny_gan(*, seed: int = 1, compile: bool = True, average: float | None = None) -> GAN:
     generator = dcgan_generator(latent_dim=LATENT, image_shape=SHAPE, base_filters=8, name="tiny_generator")
     discriminator = dcgan_discriminator(image_shape=SHAPE, base_filters=8, name="tiny_discriminator")
-    gan = GAN(generator, discriminator, seed=seed)
+    gan = GAN(generator, discriminator, seed=seed, average=average)
     if compile:
         gan.compile()
     return gan
@@ -103,6 +103,47 @@ def test_save_and_load_give_the_same_generator(tmp_path):
     np.testing.assert_array_equal(loaded(NOISE), gan(NOISE))
     np.testing.assert_array_equal(loaded.discriminator(constant_images(4)), gan.discriminator(constant_images(4)))
     assert loaded.generator.name == "tiny_generator"
+
+
+def test_the_average_of_the_generators_weights_follows_the_stated_update():
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan(average=0.9)
+    weights = gan.generator.weights
+    assert len(gan.averages) == len(weights) > len(gan.generator.trainable_weights)  # batch-norm statistics too
+    expected = [np.asarray(w, "float64") for w in weights]  # the average starts at the initial weights
+    np.testing.assert_array_equal(expected[0], gan.averages[0])
+    for step in (1, 2, 3, 84):  # the decay warms up, (1 + t) / (10 + t): 2/11, 3/12, 4/13, ... 0.9 from step 80
+        if step == 84:
+            for _ in range(80):
+                gan.train_on_batch(constant_images(8))
+            expected = [np.asarray(a, "float64") for a in gan.averages]
+        gan.train_on_batch(constant_images(8))
+        decay = min(0.9, (1 + step) / (10 + step))
+        expected = [decay * e + (1 - decay) * np.asarray(w, "float64") for e, w in zip(expected, weights, strict=True)]
+        for got, want in zip(gan.averages, expected, strict=True):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+    # The copy with the average draws other images than the generator, the same as a generator given those weights.
+    averaged = gan.averaged_generator()
+    assert averaged.name == gan.generator.name and averaged is not gan.generator
+    assert not np.allclose(averaged(NOISE), gan.generator(NOISE), atol=1e-4)
+    gan.generator.set_weights([np.asarray(a) for a in gan.averages])
+    np.testing.assert_array_equal(averaged(NOISE), gan.generator(NOISE))
+
+
+def test_the_average_is_saved_and_optional(tmp_path):
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan(average=0.99)
+    gan.fit(stream(), steps_per_epoch=3, epochs=1, verbose=0)
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.saving.load_model(tmp_path / "gan.keras", safe_mode=True)
+    assert loaded.average == 0.99
+    for got, saved in zip(loaded.averages, gan.averages, strict=True):
+        np.testing.assert_array_equal(got, saved)
+    np.testing.assert_array_equal(loaded.averaged_generator()(NOISE), gan.averaged_generator()(NOISE))
+    plain = tiny_gan()
+    assert plain.averages == [] and plain.averaged_generator() is plain.generator
+    with pytest.raises(ValueError, match=r"^average must be a decay between 0 and 1, or None\. Received: average=1"):
+        tiny_gan(average=1)
 
 
 def test_mismatched_networks_are_refused():
@@ -190,3 +231,5 @@ def test_it_trains_under_a_mirrored_strategy():
     assert set(facts["metrics"]) == set(METRICS)
     assert all(np.isfinite(v) for v in facts["metrics"].values())
     assert 0 < facts["metrics"]["d_real"] < 1 and 0 < facts["metrics"]["d_fake"] < 1
+    # The replicas' average is the one a single process computes from the same weights after each step.
+    np.testing.assert_allclose(facts["average"], facts["expected_average"], rtol=1e-5, atol=1e-7)

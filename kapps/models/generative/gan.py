@@ -4,6 +4,7 @@ in the form DCGAN trains it (Radford et al. 2015: Adam at 2e-4 with beta1 0.5 fo
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 LEARNING_RATE = 2e-4
@@ -40,6 +41,14 @@ class GAN(keras.Model):
     real and the generated images are real (both near 0.5 at the game's equilibrium). `test_step` measures them
     without training, on noise from a fixed seed. Calling the model runs the generator: noise in, images out.
 
+    With `average` set, the model also keeps an exponential moving average of the generator's weights, updated
+    after every generator step (`averaged <- d * averaged + (1 - d) * weight`, with the decay `d` warmed up as
+    `min(average, (1 + t) / (10 + t))` at step t, as `tf.train.ExponentialMovingAverage` does with its number of
+    updates). Averaging the iterates of a GAN's generator damps the cycling of the two-player game (Yazici et al.,
+    "The unusual effectiveness of averaging in GAN training", ICLR 2019; Karras et al. 2018 draw every sample of
+    progressive GANs from such an average); `averaged_generator()` is a copy of the generator with those weights.
+    The batch-norm moving statistics are averaged with the rest. Training itself never reads the average.
+
     A batch is images, or `(images, anything)` (labels are ignored). Losses are divided by the strategy's replicas,
     as Keras's own losses are, since the optimizers sum the replicas' gradients. Under `mixed_float16`, `compile`
     wraps each optimizer in a `LossScaleOptimizer`, which `scale_loss` and `apply` use; the networks' outputs are
@@ -49,9 +58,19 @@ class GAN(keras.Model):
         generator: noise `(B, latent_dim)` -> images.
         discriminator: images -> `(B, 1)` logits.
         seed: the seed of the noise the training step draws.
+        average: the decay of the moving average of the generator's weights (0.999 and the like), or None for
+            none.
     """
 
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        *,
+        seed: int = 0,
+        average: float | None = None,
+        **kwargs,
+    ):
         kwargs.setdefault("name", "gan")
         super().__init__(**kwargs)
         if tuple(generator.output_shape[1:]) != tuple(discriminator.input_shape[1:]):
@@ -66,6 +85,21 @@ class GAN(keras.Model):
         self.seed = int(seed)
         self.noise_seed = keras.random.SeedGenerator(self.seed, name="noise_seed")
         self.trackers = {key: keras.metrics.Mean(name=key) for key in METRICS}
+        if average is not None and not 0 < average < 1:
+            raise ValueError(f"average must be a decay between 0 and 1, or None. Received: average={average}")
+        self.average = None if average is None else float(average)
+        # One variable a generator weight; each replica computes the same update, so the first replica's is kept.
+        self.averages = [
+            self.add_weight(
+                shape=weight.shape,
+                dtype=weight.dtype,
+                initializer=keras.initializers.Constant(np.asarray(weight)),
+                trainable=False,
+                aggregation="only_first_replica",
+                name=f"average_{i}",
+            )
+            for i, weight in enumerate(generator.weights if average is not None else ())
+        ]
         self.built = True  # every weight is the two networks', built with them
 
     def call(self, noise, training=False):
@@ -137,7 +171,25 @@ class GAN(keras.Model):
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        if self.averages:
+            self._average_step()
         return self._update(d_loss, g_loss, real_logits, fake_logits)
+
+    def _average_step(self):
+        """Move the average of the generator's weights towards their values after this step."""
+        step = tf.cast(self.g_optimizer.iterations, tf.float32)  # already counts this step
+        decay = tf.minimum(self.average, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.averages, self.generator.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
+
+    def averaged_generator(self) -> keras.Model:
+        """The generator with the moving average of its weights: a copy of the same name, or, without `average`,
+        the generator itself."""
+        if not self.averages:
+            return self.generator
+        copy = keras.models.clone_model(self.generator)
+        copy.set_weights([np.asarray(average) for average in self.averages])
+        return copy
 
     def test_step(self, data):
         real = _images(data)
@@ -164,6 +216,7 @@ class GAN(keras.Model):
             "generator": keras.saving.serialize_keras_object(self.generator),
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "seed": self.seed,
+            "average": self.average,
         }
 
     @classmethod
