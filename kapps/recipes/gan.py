@@ -56,6 +56,7 @@ from kapps.errors import OptionError
 from kapps.generative_metrics import DigitJudge
 from kapps.kinds import kind_for
 from kapps.models.generative import GAN
+from kapps.models.generative.augment import POLICIES, check_policies
 from kapps.models.generative.gan import BETA_1
 from kapps.train.generative import (
     DISTANCE_NOTE,
@@ -78,6 +79,7 @@ CONFIDENCE = 0.9
 JUDGE_SIZE = (32, 32)  # LeNet-5's input
 REAL_LIMIT = 10_000  # real training images the judge's statistics are computed on
 AVERAGE = 0.999  # the generator's weight average that draws the samples
+AUGMENT = "color,translation,cutout"  # DiffAugment's policies for the discriminator's inputs
 TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_ratio": 5.0}
 
 
@@ -98,6 +100,12 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
     default=AVERAGE,
     help="Decay of the moving average of the generator's weights that draws the samples (0: none, train as is).",
 )
+@click.option(
+    "--augment",
+    default=AUGMENT,
+    show_default=True,
+    help="DiffAugment's policies for what the discriminator sees, of color, translation, cutout ('' for none).",
+)
 @click.option("--judge", "judge_path", default=None, help="A LeNet-5 run folder or .keras file to judge with.")
 @click.option("--judge-epochs", type=int, default=60, help="Epochs of the judge trained when --judge is not given.")
 def main(
@@ -106,11 +114,16 @@ def main(
     latent_dim: int,
     base_filters: int,
     average: float,
+    augment: str,
     judge_path: str | None,
     judge_epochs: int,
 ) -> kapps.train.Run:
     if judge_epochs < 1:
         raise OptionError(f"--judge-epochs must be a positive whole number, not {judge_epochs}.")
+    try:
+        policies = check_policies(augment)
+    except ValueError:
+        raise OptionError(f"--augment takes some of {', '.join(POLICIES)}, comma-separated, not {augment!r}.") from None
     if not 0 <= average < 1:
         raise OptionError(f"--average must be a decay from 0 (no average) to below 1, not {average:g}.")
     image_shape = (image_size, image_size)
@@ -174,7 +187,7 @@ def main(
     def build() -> GAN:
         generator = kapps.models.build("dcgan_generator", **generator_kwargs)
         discriminator = kapps.models.build("dcgan_discriminator", image_shape=image_shape, base_filters=base_filters)
-        gan = GAN(generator, discriminator, seed=opts.seed, average=average or None)
+        gan = GAN(generator, discriminator, seed=opts.seed, average=average or None, augment=policies)
         gan.compile(
             d_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="d_adam"),
             g_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="g_adam"),
@@ -225,6 +238,7 @@ def main(
             **kapps.train.run_config("dcgan_generator", kwargs=generator_kwargs, data=data),
             "discriminator": {"name": "dcgan_discriminator", "base_filters": base_filters},
             "average": average or None,
+            "augment": list(policies) or None,
             "judge": judge_source,
             "distance": DISTANCE_NOTE,
         },

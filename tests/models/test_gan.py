@@ -24,10 +24,10 @@ LATENT = 4
 LEVEL_MEAN, LEVEL_STD = 0.4, 0.1
 
 
-def tiny_gan(*, seed: int = 1, compile: bool = True, average: float | None = None) -> GAN:
+def tiny_gan(*, seed: int = 1, compile: bool = True, average: float | None = None, augment=None) -> GAN:
     generator = dcgan_generator(latent_dim=LATENT, image_shape=SHAPE, base_filters=8, name="tiny_generator")
     discriminator = dcgan_discriminator(image_shape=SHAPE, base_filters=8, name="tiny_discriminator")
-    gan = GAN(generator, discriminator, seed=seed, average=average)
+    gan = GAN(generator, discriminator, seed=seed, average=average, augment=augment)
     if compile:
         gan.compile()
     return gan

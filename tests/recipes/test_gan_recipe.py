@@ -55,9 +55,9 @@ def test_the_run_folder_holds_the_generator_the_judge_and_a_picture_per_epoch(ru
     assert config["model"]["kwargs"] == {"latent_dim": 16, "base_filters": 8, "image_shape": [32, 32, 1]}
     assert "not Inception FID" in config["distance"]
     # The samples, and model.keras, come from the moving average of the kept GAN's generator weights.
-    assert config["average"] == 0.999
+    assert config["average"] == 0.999 and config["augment"] == ["color", "translation", "cutout"]
     gan = keras.saving.load_model(run / "training_model.keras", compile=False)
-    assert gan.average == 0.999
+    assert gan.average == 0.999 and gan.augment == ("color", "translation", "cutout")
     noise = np.random.default_rng(0).standard_normal((8, 16)).astype("float32")
     np.testing.assert_allclose(generator(noise), gan.averaged_generator()(noise), atol=1e-6)
     assert not np.allclose(generator(noise), gan.generator(noise), atol=1e-3)
@@ -155,6 +155,7 @@ def test_the_run_exports_with_parity_and_predicts_on_noise(run, tmp_path):
         (["--image-size", "6"], "error: These options do not make a DCGAN: image_shape's height and width must halve"),
         (["--latent-dim", "0"], "error: These options do not make a DCGAN: --latent-dim and --base-filters must be"),
         (["--judge-epochs", "0"], "error: --judge-epochs must be a positive whole number, not 0."),
+        (["--augment", "zoom"], "error: --augment takes some of color, translation, cutout, comma-separated, not"),
         (["--average", "1"], "error: --average must be a decay from 0 (no average) to below 1, not 1."),
         (["--batch-size", "5000"], "error: --batch-size 5000 is larger than the 1257 training images."),
         (["--judge", "nowhere"], "error: --judge 'nowhere' is neither a run folder with a model.keras nor a .keras"),

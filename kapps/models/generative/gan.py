@@ -3,6 +3,10 @@ in the form DCGAN trains it (Radford et al. 2015: Adam at 2e-4 with beta1 0.5 fo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from kapps.models.generative.augment import check_policies, diff_augment
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -49,6 +53,12 @@ class GAN(keras.Model):
     progressive GANs from such an average); `averaged_generator()` is a copy of the generator with those weights.
     The batch-norm moving statistics are averaged with the rest. Training itself never reads the average.
 
+    With `augment` set, every image the discriminator sees in training, real or generated, in its step and in the
+    generator's, first goes through the same kinds of random, differentiable transformations (DiffAugment, Zhao et
+    al. 2020; `kapps.models.generative.augment`), drawn per image from a seed generator of the model's: on a few
+    thousand real images the discriminator otherwise learns them by heart and stops teaching the generator.
+    `test_step` scores the images as they are.
+
     A batch is images, or `(images, anything)` (labels are ignored). Losses are divided by the strategy's replicas,
     as Keras's own losses are, since the optimizers sum the replicas' gradients. Under `mixed_float16`, `compile`
     wraps each optimizer in a `LossScaleOptimizer`, which `scale_loss` and `apply` use; the networks' outputs are
@@ -60,6 +70,8 @@ class GAN(keras.Model):
         seed: the seed of the noise the training step draws.
         average: the decay of the moving average of the generator's weights (0.999 and the like), or None for
             none.
+        augment: DiffAugment's policies for the discriminator's inputs, some of "color", "translation" and
+            "cutout" (a sequence or a comma-separated string), or None for none.
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class GAN(keras.Model):
         *,
         seed: int = 0,
         average: float | None = None,
+        augment: Sequence[str] | str | None = None,
         **kwargs,
     ):
         kwargs.setdefault("name", "gan")
@@ -85,6 +98,9 @@ class GAN(keras.Model):
         self.seed = int(seed)
         self.noise_seed = keras.random.SeedGenerator(self.seed, name="noise_seed")
         self.trackers = {key: keras.metrics.Mean(name=key) for key in METRICS}
+        self.augment = check_policies(augment)
+        if self.augment:
+            self.augment_seed = keras.random.SeedGenerator(self.seed + 1, name="augment_seed")
         if average is not None and not 0 < average < 1:
             raise ValueError(f"average must be a decay between 0 and 1, or None. Received: average={average}")
         self.average = None if average is None else float(average)
@@ -146,10 +162,13 @@ class GAN(keras.Model):
         distribution strategy drawing its own, or from the integer `seed`."""
         if seed is not None:
             return keras.random.normal((batch_size, self.latent_dim), seed=seed)
-        context = tf.distribute.get_replica_context()  # None in a strategy's cross-replica context
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        seed = tf.cast(self.noise_seed.next(), tf.int64) + tf.stack([REPLICA_SEED_STEP * tf.cast(replica, tf.int64), 0])
-        return tf.random.stateless_normal((batch_size, self.latent_dim), seed=seed)
+        return tf.random.stateless_normal((batch_size, self.latent_dim), seed=_replica_seed(self.noise_seed))
+
+    def _seen(self, images):
+        """Images as the discriminator sees them in training: through DiffAugment's policies when it has some."""
+        if not self.augment:
+            return images
+        return diff_augment(images, self.augment, _replica_seed(self.augment_seed))
 
     def train_step(self, data):
         real = _images(data)
@@ -158,15 +177,15 @@ class GAN(keras.Model):
 
         with tf.GradientTape() as tape:
             fake = self.generator(self.noise(batch), training=True)
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits = self.discriminator(self._seen(real), training=True)
+            fake_logits = self.discriminator(self._seen(fake), training=True)
             d_loss = _bce(True, real_logits) + _bce(False, fake_logits)
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
 
         with tf.GradientTape() as tape:
-            logits = self.discriminator(self.generator(self.noise(batch), training=True), training=True)
+            logits = self.discriminator(self._seen(self.generator(self.noise(batch), training=True)), training=True)
             g_loss = _bce(True, logits)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         variables = self.generator.trainable_variables
@@ -217,6 +236,7 @@ class GAN(keras.Model):
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "seed": self.seed,
             "average": self.average,
+            "augment": list(self.augment) or None,
         }
 
     @classmethod
@@ -225,6 +245,15 @@ class GAN(keras.Model):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _replica_seed(seed_generator: keras.random.SeedGenerator):
+    """The generator's next stateless seed, apart for each replica of a distribution strategy (so that each draws
+    its own noise or augmentation)."""
+    context = tf.distribute.get_replica_context()  # None in a strategy's cross-replica context
+    replica = context.replica_id_in_sync_group if context is not None else 0
+    offset = tf.stack([REPLICA_SEED_STEP * tf.cast(replica, tf.int64), tf.constant(0, tf.int64)])
+    return tf.cast(seed_generator.next(), tf.int64) + offset
 
 
 def _images(data):
