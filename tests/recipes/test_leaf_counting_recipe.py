@@ -103,7 +103,7 @@ def test_the_run_exports_with_parity_and_predicts(run, tmp_path):
         (["--image-size", "30"], "error: --image-size must be a multiple of 4 of at least 32, not 30."),
         (["--max-leaves", "0"], "error: --max-leaves must be from 1 to 255, not 0."),
         (["--mask-stride", "1"], "error: --mask-stride must be 0 (the paper's 1x1 head at stride 4) or 2, not 1."),
-        (["--images", "10,5"], "error: --images takes three positive counts such as 3000,200,200, not '10,5'."),
+        (["--images", "10,5"], "error: --images takes three positive counts such as 6000,200,200, not '10,5'."),
         (["--foreground-weight", "-1"], "error: --foreground-weight and --pixel-weight must not be negative."),
         (["--context", "-2"], "error: --context must not be negative, not -2."),
         (["--data", "folder:/nowhere/at/all"], "error: "),
