@@ -10,13 +10,14 @@ test pixel accuracy, mean and per-class IoU and Dice, the boundary F-score (2-pi
 the parameter count; plots/test_masks.png shows test images with their true and predicted masks.
 
 The papers' points, measured at the defaults (seed 0, `time python recipes/segment.py --model X`, two CPU cores
-shared with other jobs at a load of 4 to 8, which stretched the wall times): U-Net's skips reach a test mean IoU of
-0.877 (boundary F 0.827, 17 min 50 s under that load; 12 epochs took 9 min 26 s at a load of 3 and reached 0.844);
+shared with other jobs at a load of 4 to 8, which stretched the wall times, but for U-Net's quiet run): U-Net's skips
+reach a test mean IoU of 0.877 (boundary F 0.827; 7 min 39 s wall on two quiet cores, 17 min 50 s under that load);
 FCN-8s, fusing pool3 and pool4 scores, beats FCN-32s's 32-pixel-stride masks, 0.511 against 0.233 mean IoU
 (boundary F 0.454 against 0.068; 4 min 33 s and 7 min 3 s), as in Long et al. 2015, Table 2 (62.7 vs 59.4 mean IU
 on VOC 2011 val); SegNet's pooling switches should keep boundaries that learned upsampling blurs (Badrinarayanan et
 al. 2017, Table 1: the boundary F1 measure); at these defaults SegNet reached only 0.267 mean IoU (boundary F 0.341,
-10 min 48 s: background and circles learned, the other shapes not) and `encoder_decoder` is not measured yet.
+10 min 48 s: background and circles learned, the other shapes not) and `encoder_decoder` 0.375 (boundary F 0.402,
+8 min 52 s): both underfit, and that comparison is not settled.
 
 `--data tfds:oxford_iiit_pet` (trimaps as pet and background, the border ignored), `--data folder:VOC2012` (VOC's
 `SegmentationClass` layout) or a CVPPP folder train on real images.
