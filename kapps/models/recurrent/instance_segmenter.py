@@ -289,15 +289,10 @@ class RecurrentInstanceTrainer(keras.Model):
     ):
         kwargs.setdefault("name", f"{segmenter.name}_trainer")
         super().__init__(**kwargs)
-        if not isinstance(stop_weight, (int, float)) or isinstance(stop_weight, bool) or stop_weight < 0:
-            raise ValueError(f"stop_weight must be a non-negative number. Received: stop_weight={stop_weight!r}")
-        if not isinstance(pixel_weight, (int, float)) or isinstance(pixel_weight, bool) or pixel_weight < 0:
-            raise ValueError(f"pixel_weight must be a non-negative number. Received: pixel_weight={pixel_weight!r}")
-        weight = foreground_weight
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-            raise ValueError(
-                f"foreground_weight must be a non-negative number. Received: foreground_weight={foreground_weight!r}"
-            )
+        weights = {"stop_weight": stop_weight, "pixel_weight": pixel_weight, "foreground_weight": foreground_weight}
+        for key, value in weights.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a non-negative number. Received: {key}={value!r}")
         self.segmenter = segmenter
         self.stop_weight = float(stop_weight)
         self.pixel_weight = float(pixel_weight)
