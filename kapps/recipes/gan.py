@@ -84,6 +84,7 @@ from kapps.train.generative import (
     train_judge,
     write_grid,
 )
+from kapps.train.schedules import HoldThenLinear
 
 import click
 import keras
@@ -94,6 +95,8 @@ CONFIDENCE = 0.9
 JUDGE_SIZE = (32, 32)  # LeNet-5's input
 REAL_LIMIT = 10_000  # real training images the judge's statistics are computed on
 AVERAGE = 0.999  # the generator's weight average that draws the samples
+LABEL_SMOOTHING = 0.0  # the discriminator's target for real images is 1 minus this
+DECAY_FROM = 1.0  # share of the epochs after which the learning rates fall linearly to zero (1: constant)
 AUGMENT = ""  # DiffAugment's policies for the discriminator's inputs: none (measured on digits in the docstring)
 TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_ratio": 5.0}
 
@@ -121,6 +124,20 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
     show_default=True,
     help="DiffAugment's policies for what the discriminator sees, of color, translation, cutout ('' for none).",
 )
+@click.option(
+    "--label-smoothing",
+    type=float,
+    default=LABEL_SMOOTHING,
+    show_default=True,
+    help="One-sided label smoothing: the discriminator's target for real images is 1 minus this.",
+)
+@click.option(
+    "--decay-from",
+    type=float,
+    default=DECAY_FROM,
+    show_default=True,
+    help="Share of the epochs after which both learning rates fall linearly to zero (1: constant throughout).",
+)
 @click.option("--judge", "judge_path", default=None, help="A LeNet-5 run folder or .keras file to judge with.")
 @click.option("--judge-epochs", type=int, default=60, help="Epochs of the judge trained when --judge is not given.")
 def main(
@@ -130,6 +147,8 @@ def main(
     base_filters: int,
     average: float,
     augment: str,
+    label_smoothing: float,
+    decay_from: float,
     judge_path: str | None,
     judge_epochs: int,
 ) -> kapps.train.Run:
@@ -141,6 +160,10 @@ def main(
         raise OptionError(f"--augment takes some of {', '.join(POLICIES)}, comma-separated, not {augment!r}.") from None
     if not 0 <= average < 1:
         raise OptionError(f"--average must be a decay from 0 (no average) to below 1, not {average:g}.")
+    if not 0 <= label_smoothing < 0.5:
+        raise OptionError(f"--label-smoothing must be from 0 to below 0.5, not {label_smoothing:g}.")
+    if not 0 <= decay_from <= 1:
+        raise OptionError(f"--decay-from must be a share of the epochs from 0 to 1, not {decay_from:g}.")
     image_shape = (image_size, image_size)
     generator_kwargs = {"latent_dim": latent_dim, "base_filters": base_filters}
     try:  # the builders' own checks, before any data is read
@@ -199,13 +222,26 @@ def main(
     )
 
     # 3. The GAN: DCGAN's networks and optimizers; the engine keeps the epoch of lowest judge distance.
+    def learning_rate():
+        hold = round(decay_from * opts.epochs) * steps
+        if hold >= opts.epochs * steps:
+            return opts.lr
+        return HoldThenLinear(opts.lr, hold_steps=hold, decay_steps=opts.epochs * steps - hold)
+
     def build() -> GAN:
         generator = kapps.models.build("dcgan_generator", **generator_kwargs)
         discriminator = kapps.models.build("dcgan_discriminator", image_shape=image_shape, base_filters=base_filters)
-        gan = GAN(generator, discriminator, seed=opts.seed, average=average or None, augment=policies)
+        gan = GAN(
+            generator,
+            discriminator,
+            seed=opts.seed,
+            average=average or None,
+            augment=policies,
+            label_smoothing=label_smoothing,
+        )
         gan.compile(
-            d_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="d_adam"),
-            g_optimizer=keras.optimizers.Adam(opts.lr, beta_1=BETA_1, name="g_adam"),
+            d_optimizer=keras.optimizers.Adam(learning_rate(), beta_1=BETA_1, name="d_adam"),
+            g_optimizer=keras.optimizers.Adam(learning_rate(), beta_1=BETA_1, name="g_adam"),
         )
         return gan
 
@@ -254,6 +290,8 @@ def main(
             "discriminator": {"name": "dcgan_discriminator", "base_filters": base_filters},
             "average": average or None,
             "augment": list(policies) or None,
+            "label_smoothing": label_smoothing,
+            "decay_from": decay_from,
             "judge": judge_source,
             "distance": DISTANCE_NOTE,
         },

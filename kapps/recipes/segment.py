@@ -46,7 +46,13 @@ import kapps.segmentation_metrics as seg
 import kapps.train
 from kapps.errors import OptionError
 from kapps.models.segmentation import unet_output_size
-from kapps.train.segmentation import border_weighted, crop_masks, evaluate_segmenter
+from kapps.train.segmentation import (
+    border_weighted,
+    class_weighted,
+    crop_masks,
+    evaluate_segmenter,
+    median_frequency_weights,
+)
 from kapps.viz import plot_segmentation
 
 import click
@@ -55,6 +61,9 @@ import keras
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "segnet", "encoder_decoder", "unet")
 # The channel multiplier of the CPU-sized variants, by model (U-Net takes --base-filters instead).
 SCENES = "2000,200,200"
+# The loss's class weights by model, unless --class-weights says: SegNet's paper trains with median frequency
+# balancing, and its transposed-convolution twin is trained the same way so that the two differ in upsampling only.
+CLASS_WEIGHTS = {"segnet": "median", "encoder_decoder": "median"}
 CPU_WIDTHS = {"fcn32s": 1 / 16, "fcn16s": 1 / 16, "fcn8s": 1 / 16, "segnet": 1 / 8, "encoder_decoder": 1 / 8}
 
 
@@ -86,6 +95,13 @@ CPU_WIDTHS = {"fcn32s": 1 / 16, "fcn16s": 1 / 16, "fcn8s": 1 / 16, "segnet": 1 /
 @click.option("--scenes", default=None, help=f"Scenes of the shapes source: TRAIN,VAL,TEST (default {SCENES}).")
 @click.option("--augment/--no-augment", default=True, help="Random flips and scale jitter (0.75-1.25) in training.")
 @click.option(
+    "--class-weights",
+    type=click.Choice(["none", "median"]),
+    default=None,
+    help="The loss's class weights: 'median' is median frequency balancing (Eigen & Fergus 2015), computed on "
+    "the training masks [default: median for segnet and encoder_decoder, none for the others].",
+)
+@click.option(
     "--border-weights",
     is_flag=True,
     help="U-Net's weighted loss (eq. 2): class balance plus high weights on the background between touching "
@@ -104,6 +120,7 @@ def main(
     padding: str,
     scenes: str | None,
     augment: bool,
+    class_weights: str | None,
     border_weights: bool,
     border_w0: float | None,
     border_sigma: float | None,
@@ -111,6 +128,10 @@ def main(
     if image_size < 32:
         raise OptionError(f"--image-size must be at least 32, not {image_size}.")
     border = _border_options(border_weights, w0=border_w0, sigma=border_sigma)
+    if class_weights is None:
+        class_weights = "none" if border else CLASS_WEIGHTS.get(model_name, "none")
+    elif class_weights != "none" and border:
+        raise OptionError("--border-weights has its own class balance: leave out --class-weights or set it to none.")
     if model_name == "unet":
         if width is not None:
             raise OptionError("--width is for the FCNs, SegNet and encoder_decoder; U-Net takes --base-filters.")
@@ -145,9 +166,13 @@ def main(
         data_dir=opts.data_dir,
         **kapps.train.scene_counts(SCENES if scenes is None and opts.data == "shapes" else scenes, data=opts.data),
     )
+    num_classes = len(data.class_names)
+    balance = None
     if border:
         data = border_weighted(data, **border)
-    num_classes = len(data.class_names)
+    elif class_weights == "median":
+        balance = median_frequency_weights(data.train, num_classes)
+        data = class_weighted(data, balance)
     augmentation = kapps.data.segmentation_augment(image_size=size, seed=opts.seed) if augment else None
     splits = kapps.data.splits(
         data, batch_size=opts.batch_size, seed=opts.seed, augment=augmentation, eval_batch_size=32
@@ -159,8 +184,9 @@ def main(
     # 2. Model: the registered builder at the CPU size, softmax scores at every pixel.
     model_kwargs = {"input_shape": data.input_shape, "num_classes": num_classes, **model_kwargs}
 
-    # 3. Train: per-pixel cross-entropy (255 ignored; each pixel's term times its border weight when the training
-    #    examples carry them, as Keras's sample_weight), Adam on a warm-up and cosine decay, best validation mean IoU.
+    # 3. Train: per-pixel cross-entropy (255 ignored; each pixel's term times its border or class weight when the
+    #    training examples carry them, as Keras's sample_weight), Adam on a warm-up and cosine decay, best
+    #    validation mean IoU.
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = kapps.train.warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
     run = kapps.train.fit(
@@ -175,7 +201,13 @@ def main(
         optimizer=lambda: keras.optimizers.Adam(schedule),
         monitor="val_mean_iou",
         mode="max",
-        config=kapps.train.run_config(model_name, kwargs=model_kwargs, data=data, border_weights=border),
+        config=kapps.train.run_config(
+            model_name,
+            kwargs=model_kwargs,
+            data=data,
+            border_weights=border,
+            class_weights=None if balance is None else dict(zip(data.class_names, balance.tolist(), strict=True)),
+        ),
         evaluate_test=lambda model: evaluate_segmenter(model, test, class_names=data.class_names),
     )
 

@@ -1,5 +1,6 @@
 """The semantic segmentation preset of the engine: the test's scores, time per image and size; the masks cut to
-a valid-padding U-Net's output; and U-Net's border-weighted training data (Ronneberger et al. 2015, eq. 2)."""
+a valid-padding U-Net's output; U-Net's border-weighted training data (Ronneberger et al. 2015, eq. 2); and
+SegNet's class-balanced training data (median frequency balancing, Badrinarayanan et al. 2017)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from kapps.data import Data
+from kapps.data.segmentation import IGNORE_LABEL
 from kapps.kinds import kind_for
 from kapps.models.segmentation import unet_weight_map
 
@@ -138,3 +140,73 @@ def border_weighted(data: Data, *, w0: float = 10.0, sigma: float = 5.0, class_w
         val=data.val.map(drop_instances),
         test=data.test.map(drop_instances),
     )
+
+
+def median_frequency_weights(
+    masks: tf.data.Dataset, num_classes: int, *, ignore_label: int = IGNORE_LABEL
+) -> np.ndarray:
+    """Median frequency balancing's class weights (Eigen & Fergus, ICCV 2015, sec. 4.1, the loss SegNet trains
+    with): `w_c = median(f) / f_c`, where `f_c` is class c's pixels divided by the pixels of the masks that hold
+    class c at all, so a class is weighed by how much of an image it takes where it appears, not by how often it
+    appears.
+
+    Args:
+        masks: unbatched or batched class-index masks (or examples whose second element is the mask).
+        num_classes: the classes; labels at or above it other than `ignore_label` are an error.
+        ignore_label: pixels not counted (255, as everywhere in kapps).
+
+    Returns:
+        float32 (num_classes,) weights; a class no mask holds gets weight 0.
+
+    Raises:
+        ValueError: a label that is neither a class nor the ignore label, or no labelled pixel at all.
+    """
+    pixels = np.zeros(num_classes, np.float64)  # class c's pixels
+    present = np.zeros(num_classes, np.float64)  # labelled pixels of the masks holding class c
+    for element in masks.as_numpy_iterator():
+        batch = np.asarray(element[1] if isinstance(element, tuple) else element)
+        batch = batch.reshape((-1, *batch.shape[-2:])) if batch.ndim > 2 else batch[None]
+        for mask in batch:
+            labelled = mask[mask != ignore_label].astype(np.int64)
+            if labelled.size and (labelled.min() < 0 or labelled.max() >= num_classes):
+                raise ValueError(
+                    f"masks hold labels outside 0..{num_classes - 1} and {ignore_label}. Received: labels "
+                    f"{labelled.min()}..{labelled.max()}"
+                )
+            counts = np.bincount(labelled, minlength=num_classes)
+            pixels += counts
+            present += np.where(counts > 0, labelled.size, 0)
+    if not present.any():
+        raise ValueError("masks hold no labelled pixel, so they have no class frequencies.")
+    seen = present > 0
+    frequency = np.where(seen, pixels / np.maximum(present, 1), 0.0)
+    weights = np.where(seen, np.median(frequency[seen]) / np.maximum(frequency, 1e-12), 0.0)
+    return weights.astype(np.float32)
+
+
+def class_weighted(data: Data, weights: Sequence[float]) -> Data:
+    """Class-balanced training data: each training example `(image, mask)` becomes `(image, mask, weights)`, each
+    pixel weighted by its class's weight (the ignore label by 0). The weights travel as Keras's `sample_weight`,
+    flipped and rescaled with the mask by `kapps.data.segmentation_augment`, as `border_weighted`'s do, so the
+    per-pixel cross-entropy becomes the class-weighted one; validation and test are left as they are.
+
+    Args:
+        data: a `Data` of `(image, mask)` examples.
+        weights: one non-negative weight a class (`median_frequency_weights` gives SegNet's).
+
+    Raises:
+        ValueError: a weight per class missing or negative.
+    """
+    weights = np.asarray(weights, np.float32)
+    if weights.shape != (len(data.class_names),) or not np.all(weights >= 0) or not np.all(np.isfinite(weights)):
+        raise ValueError(
+            f"weights must be {len(data.class_names)} finite numbers of at least 0, one a class. Received: {weights!r}"
+        )
+    table = np.zeros(max(IGNORE_LABEL + 1, len(weights)), np.float32)  # every label up to the ignore label's 0
+    table[: len(weights)] = weights
+    table = tf.constant(table)
+
+    def weigh(image, mask):
+        return image, mask, tf.gather(table, tf.cast(mask, tf.int32))
+
+    return dataclasses.replace(data, train=data.train.map(weigh, num_parallel_calls=tf.data.AUTOTUNE))

@@ -24,10 +24,12 @@ LATENT = 4
 LEVEL_MEAN, LEVEL_STD = 0.4, 0.1
 
 
-def tiny_gan(*, seed: int = 1, compile: bool = True, average: float | None = None, augment=None) -> GAN:
+def tiny_gan(
+    *, seed: int = 1, compile: bool = True, average: float | None = None, augment=None, label_smoothing: float = 0.0
+) -> GAN:
     generator = dcgan_generator(latent_dim=LATENT, image_shape=SHAPE, base_filters=8, name="tiny_generator")
     discriminator = dcgan_discriminator(image_shape=SHAPE, base_filters=8, name="tiny_discriminator")
-    gan = GAN(generator, discriminator, seed=seed, average=average, augment=augment)
+    gan = GAN(generator, discriminator, seed=seed, average=average, augment=augment, label_smoothing=label_smoothing)
     if compile:
         gan.compile()
     return gan
@@ -144,6 +146,28 @@ def test_the_average_is_saved_and_optional(tmp_path):
     assert plain.averages == [] and plain.averaged_generator() is plain.generator
     with pytest.raises(ValueError, match=r"^average must be a decay between 0 and 1, or None\. Received: average=1"):
         tiny_gan(average=1)
+
+
+def test_one_sided_label_smoothing_is_the_stated_discriminator_loss(tmp_path):
+    """With smoothing s the discriminator's loss on real images is the cross-entropy against 1 - s,
+    -(1 - s) log p - s log(1 - p), and on generated ones it is unchanged: two GANs of the same seeds, one smoothed,
+    take one step on a batch of one image (so D's probability p is the same for every real image), and their
+    losses differ by exactly the real term's change."""
+    real = np.repeat(constant_images(1), 8, axis=0)
+    keras.utils.set_random_seed(0)
+    plain = tiny_gan().train_on_batch(real, return_dict=True)
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan(label_smoothing=0.1)
+    smoothed = gan.train_on_batch(real, return_dict=True)
+    p = float(plain["d_real"])
+    assert float(smoothed["d_real"]) == pytest.approx(p, abs=1e-6) and 0.05 < p < 0.95
+    fake_term = float(plain["d_loss"]) + np.log(p)
+    expected = -0.9 * np.log(p) - 0.1 * np.log(1 - p) + fake_term
+    assert float(smoothed["d_loss"]) == pytest.approx(expected, abs=1e-5)
+    gan.save(tmp_path / "gan.keras")
+    assert keras.saving.load_model(tmp_path / "gan.keras", safe_mode=True).label_smoothing == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"^label_smoothing must be from 0 to below 0\.5"):
+        tiny_gan(label_smoothing=0.5)
 
 
 def test_mismatched_networks_are_refused():

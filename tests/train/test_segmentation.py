@@ -11,7 +11,14 @@ from kapps.losses import weighted_pixel_crossentropy
 from kapps.models.segmentation import unet_weight_map
 from kapps.segmentation_metrics import confusion_matrix, segmentation_scores
 from kapps.train import TrainOptions, fit
-from kapps.train.segmentation import border_weighted, crop_masks, evaluate_segmenter, seconds_per_image
+from kapps.train.segmentation import (
+    border_weighted,
+    class_weighted,
+    crop_masks,
+    evaluate_segmenter,
+    median_frequency_weights,
+    seconds_per_image,
+)
 from kapps.viz import plot_segmentation
 
 import keras
@@ -263,3 +270,43 @@ def _rebuilt(weights):
     model = _one_by_one_segmenter()
     model.set_weights(weights)
     return model
+
+
+def test_median_frequency_weights_by_hand():
+    """Eigen & Fergus's f_c is class c's pixels over the labelled pixels of the masks holding c. Here class 0:
+    4 of 4 + 3 labelled pixels, f = 4/7; class 1: 1 of 4, f = 1/4; class 2: 2 of 3, f = 2/3; class 3 in no mask.
+    The median of the seen classes is 4/7, so the weights are 1, 16/7, 6/7 and 0 for the absent class."""
+    masks = np.array([[[0, 0], [0, 1]], [[0, 2], [2, IGNORE_LABEL]]], np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 2, 2, 3), "float32"), masks))
+    expected = [1.0, 16 / 7, 6 / 7, 0.0]
+    np.testing.assert_allclose(median_frequency_weights(dataset, 4), expected, rtol=1e-6)
+    np.testing.assert_allclose(median_frequency_weights(dataset.batch(2), 4), expected, rtol=1e-6)  # batched too
+    np.testing.assert_allclose(median_frequency_weights(tf.data.Dataset.from_tensor_slices(masks), 4), expected)
+    with pytest.raises(ValueError, match="labels outside 0..1"):
+        median_frequency_weights(dataset, 2)
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        median_frequency_weights(tf.data.Dataset.from_tensor_slices(np.full((1, 2, 2), IGNORE_LABEL, np.uint8)), 4)
+
+
+def test_class_weighted_weighs_each_pixel_by_its_class():
+    masks = np.array([[[0, 1], [2, IGNORE_LABEL]]], np.int32)
+    split = tf.data.Dataset.from_tensor_slices((np.ones((1, 2, 2, 3), "float32"), masks))
+    data = Data(
+        spec="hand",
+        train=split,
+        val=split,
+        test=split,
+        input_shape=(2, 2, 3),
+        class_names=["a", "b", "c"],
+        sizes={"train": 1, "val": 1, "test": 1},
+    )
+    weighted = class_weighted(data, [0.5, 2.0, 3.0])
+    image, mask, weights = next(weighted.train.as_numpy_iterator())
+    np.testing.assert_array_equal(mask, masks[0])
+    np.testing.assert_allclose(weights, [[0.5, 2.0], [3.0, 0.0]])  # the ignored pixel weighs nothing
+    assert weights.dtype == np.float32
+    assert len(weighted.val.element_spec) == 2 and len(weighted.test.element_spec) == 2
+    with pytest.raises(ValueError, match="3 finite numbers of at least 0"):
+        class_weighted(data, [1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="3 finite numbers of at least 0"):
+        class_weighted(data, [1.0, 1.0])

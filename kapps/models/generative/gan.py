@@ -22,10 +22,11 @@ def adam(name: str) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1, name=name)
 
 
-def _bce(labels_are_real: bool, logits):
-    """Mean binary cross-entropy of logits against all-real (1) or all-fake (0) labels, in float32."""
+def _bce(labels_are_real: bool, logits, *, real_label: float = 1.0):
+    """Mean binary cross-entropy of logits against all-real (`real_label`, 1 unless smoothed) or all-fake (0)
+    labels, in float32."""
     logits = tf.cast(logits, tf.float32)
-    labels = tf.ones_like(logits) if labels_are_real else tf.zeros_like(logits)
+    labels = tf.fill(tf.shape(logits), real_label) if labels_are_real else tf.zeros_like(logits)
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
@@ -72,6 +73,10 @@ class GAN(keras.Model):
             none.
         augment: DiffAugment's policies for the discriminator's inputs, some of "color", "translation" and
             "cutout" (a sequence or a comma-separated string), or None for none.
+        label_smoothing: one-sided label smoothing (Salimans et al., "Improved techniques for training GANs", 2016):
+            the discriminator's target for real images is `1 - label_smoothing` rather than 1, so that it is not
+            rewarded for ever more confident logits on images it has learnt; generated images keep the target 0,
+            and the generator's loss is unchanged. 0 is the plain loss.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class GAN(keras.Model):
         seed: int = 0,
         average: float | None = None,
         augment: Sequence[str] | str | None = None,
+        label_smoothing: float = 0.0,
         **kwargs,
     ):
         kwargs.setdefault("name", "gan")
@@ -104,6 +110,11 @@ class GAN(keras.Model):
         if average is not None and not 0 < average < 1:
             raise ValueError(f"average must be a decay between 0 and 1, or None. Received: average={average}")
         self.average = None if average is None else float(average)
+        if not 0 <= label_smoothing < 0.5:
+            raise ValueError(
+                f"label_smoothing must be from 0 to below 0.5. Received: label_smoothing={label_smoothing}"
+            )
+        self.label_smoothing = float(label_smoothing)
         # One variable a generator weight; each replica computes the same update, so the first replica's is kept.
         self.averages = [
             self.add_weight(
@@ -179,7 +190,7 @@ class GAN(keras.Model):
             fake = self.generator(self.noise(batch), training=True)
             real_logits = self.discriminator(self._seen(real), training=True)
             fake_logits = self.discriminator(self._seen(fake), training=True)
-            d_loss = _bce(True, real_logits) + _bce(False, fake_logits)
+            d_loss = _bce(True, real_logits, real_label=1 - self.label_smoothing) + _bce(False, fake_logits)
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -237,6 +248,7 @@ class GAN(keras.Model):
             "seed": self.seed,
             "average": self.average,
             "augment": list(self.augment) or None,
+            "label_smoothing": self.label_smoothing,
         }
 
     @classmethod
