@@ -37,15 +37,26 @@ tips 0.31 / 0.53 (42.5% of spike counts exact).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Sequence
+
 import kapps.data
 import kapps.train
 from kapps.data.wheat import WHEAT_POINT_TYPES, render_wheat
 from kapps.errors import OptionError
-from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options
+from kapps.keypoints import count_scores
+from kapps.keypoints.ears import choose_ear_thresholds
+from kapps.keypoints.peaks import thresholds
+from kapps.kinds.keypoints import detected_points, peak_settings
+from kapps.train.keypoints import HourglassSettings, fit_hourglass, hourglass_options, rethresholded
 from kapps.viz import plot_points
 
 import click
+import keras
 import numpy as np
+
+EAR_CANDIDATES = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.1 .. 0.9, the ear counter's thresholds
 
 
 @kapps.train.recipe_command(
@@ -84,7 +95,8 @@ def main(
 
     # 2-4. Model, training and test: one heatmap a point type, the epoch of best validation F1 within 3 px kept;
     #      points within 3 px per type, and counts from the peaks (spikes as their detected tips).
-    counts = wheat_counts if set(WHEAT_POINT_TYPES) <= set(data.class_names) else None
+    counts_wheat = set(WHEAT_POINT_TYPES) <= set(data.class_names)
+    counts = functools.partial(wheat_counts, class_names=data.class_names) if counts_wheat else None
     run = fit_hourglass(
         opts,
         data,
@@ -129,18 +141,43 @@ def wheat_options(images: str | None, *, zoom: float | None, max_spikes: int | N
     return {"sizes": sizes, **scene}
 
 
-def wheat_counts(metrics: dict) -> dict:
-    """The counting figures of a wheat run: spikes as detected tips, spikes as detected bases for comparison, and
-    spikelets, each as `count_accuracy` (share of test images counted exactly), `count_mae` and
-    `count_relative_error`."""
+def wheat_counts(metrics: dict, *, model: keras.Model, val, test, class_names: Sequence[str]) -> dict:
+    """The counting figures of a wheat run, each as `count_accuracy` (share of test images counted exactly),
+    `count_mae` and `count_relative_error`: spikes as ears (`kapps.keypoints.ears`: a tip and a base joined by
+    detected spikelets are one ear, a tip or base left over counts if confident alone), its two thresholds chosen
+    on the validation split for exact counts; spikes as the detected tips, and as the detected bases, at the
+    thresholds of best F1, for comparison; and spikelets."""
+    tip, base, spikelet = (list(class_names).index(name) for name in ("spike_tip", "spike_base", "spikelet"))
+    spikelet_threshold = float(thresholds(peak_settings(model)[0], len(class_names))[spikelet])
+    floor = rethresholded(model, EAR_CANDIDATES[0])  # every peak the candidate thresholds choose from
+
+    def points_and_counts(split):
+        found, truths, _, _ = detected_points(floor, split)
+        return found, np.array([int(np.sum(truth["types"] == tip)) for truth in truths])
+
+    found, truth = points_and_counts(val)
+    counter, on_val = choose_ear_thresholds(
+        found,
+        truth,
+        candidates=EAR_CANDIDATES,
+        tip=tip,
+        base=base,
+        spikelet=spikelet,
+        spikelet_threshold=spikelet_threshold,
+    )
+    found, truth = points_and_counts(test)
     per_type = metrics["per_type"]
-    named = {"spike": "spike_tip", "spike_by_bases": "spike_base", "spikelet": "spikelet"}
+    named = {"spike_by_tips": "spike_tip", "spike_by_bases": "spike_base", "spikelet": "spikelet"}
     return {
         "counting": {
-            what: {key: per_type[name][key] for key in ("count_accuracy", "count_mae", "count_relative_error")}
-            for what, name in named.items()
+            "spike": count_scores(counter.counts(found), truth),
+            **{
+                what: {key: per_type[name][key] for key in ("count_accuracy", "count_mae", "count_relative_error")}
+                for what, name in named.items()
+            },
         },
-        "spikes_counted_as": "detected spike tips",
+        "spikes_counted_as": "ears: tip-base pairs joined by detected spikelets, and confident unpaired ends",
+        "ear_counter": {**dataclasses.asdict(counter), "validation": on_val},
     }
 
 

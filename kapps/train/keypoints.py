@@ -18,6 +18,7 @@ from kapps.keypoints import choose_thresholds, heatmap_targets
 from kapps.keypoints.peaks import thresholds
 from kapps.kinds import kind_for
 from kapps.kinds.keypoints import EVALUATION_RADIUS, detected_points, peak_settings
+from kapps.layers.heatmaps import HeatmapPeaks
 from kapps.losses import HeatmapLoss
 from kapps.metrics import PeriodicScores
 from kapps.models import build
@@ -202,7 +203,7 @@ def fit_hourglass(
     *,
     monitor: str,
     every: int = 1,
-    more_scores: Callable[[dict], dict] | None = None,
+    more_scores: Callable[..., dict] | None = None,
 ) -> Run:
     """Train a stacked hourglass on a point `data` through the engine and keep its point detector.
 
@@ -218,8 +219,9 @@ def fit_hourglass(
         settings: the network, the targets' sigma, the loss's foreground weight and the peak detector.
         monitor: `val_pck`, `val_f1`, `val_precision`, `val_recall` (higher is better) or `val_loss`.
         every: epochs between the validation point scores.
-        more_scores: turns the test scores into more JSON-ready entries for metrics.json (a recipe's own
-            reading of them, such as counts by name).
+        more_scores: called as `more_scores(scores, model=detector, val=..., test=...)` with the test scores, the
+            kept point detector and the batched validation and test splits; returns more JSON-ready entries for
+            metrics.json (a recipe's own reading of the points, such as counts by name).
 
     Returns:
         The engine's `Run`, its model the point detector.
@@ -257,14 +259,14 @@ def fit_hourglass(
             class_names=data.class_names,
         )
 
-    def _with_more(scores: dict) -> dict:
-        return {**scores, **more_scores(scores)} if more_scores else scores
-
     def evaluate_test(model: keras.Model) -> dict:
         threshold, _ = peak_settings(model)
         values = thresholds(threshold, num_types)
         chosen = {name: round(float(v), 4) for name, v in zip(data.class_names, values, strict=True)}
-        return {**_with_more(evaluate_points(model, splits.test, class_names=data.class_names)), "thresholds": chosen}
+        scores = evaluate_points(model, splits.test, class_names=data.class_names)
+        if more_scores:
+            scores = {**scores, **more_scores(scores, model=model, val=splits.val, test=splits.test)}
+        return {**scores, "thresholds": chosen}
 
     steps = opts.epoch_steps(data.sizes["train"])
     schedule = warmup_cosine(opts.lr, epochs=opts.epochs, steps=steps)
@@ -319,6 +321,16 @@ def calibrated_detector(
     )
     chosen_thresholds = [c["threshold"] for c in chosen]
     return hourglass_detector(model, max_points=max_points, score_threshold=chosen_thresholds, window=window)
+
+
+def rethresholded(detector: keras.Model, score_threshold) -> keras.Model:
+    """A point detector's network with its `HeatmapPeaks` layer's score threshold replaced (one number, or one a
+    type), the weights shared: to read, say, every peak above a low floor that a rule of its own then sorts."""
+    (layer,) = [layer for layer in detector.layers if isinstance(layer, HeatmapPeaks)]
+    peaks = HeatmapPeaks(
+        max_points=layer.max_points, score_threshold=score_threshold, refine=layer.refine, window=layer.window
+    )
+    return keras.Model(detector.input, peaks(layer.input), name=detector.name)
 
 
 def with_heatmaps(dataset: tf.data.Dataset, *, num_types: int, size: tuple[int, int], sigma: float) -> tf.data.Dataset:

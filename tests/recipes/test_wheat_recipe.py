@@ -5,7 +5,11 @@ import json
 
 import kapps.data
 from kapps.cli import main
-from kapps.train.keypoints import CANDIDATE_THRESHOLDS
+from kapps.keypoints import count_scores
+from kapps.keypoints.ears import EarCounter
+from kapps.kinds.keypoints import detected_points
+from kapps.recipes.wheat_localisation import EAR_CANDIDATES
+from kapps.train.keypoints import CANDIDATE_THRESHOLDS, rethresholded
 
 import keras
 import pytest
@@ -27,20 +31,36 @@ def test_tiny_budget_locates_and_counts_wheat_points(tmp_path):
     result = invoke_recipe("wheat_localisation", *TINY, "--epochs", "2", "--steps-per-epoch", "2", "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
     assert "stacked_hourglass on wheat: spike_tip precision" in result.stdout
-    assert "spike counting accuracy" in result.stdout and "spikelet counting accuracy" in result.stdout
+    assert (
+        "spike counting accuracy" in result.stdout
+        and "spike_by_tips counting accuracy" in result.stdout
+        and "spikelet counting accuracy" in result.stdout
+    )
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 8 and metrics["radius"] == 3.0
     assert set(metrics["per_type"]) == {"spike_tip", "spike_base", "spikelet"}
-    assert metrics["spikes_counted_as"] == "detected spike tips"
-    names = {"spike": "spike_tip", "spike_by_bases": "spike_base", "spikelet": "spikelet"}
-    assert set(metrics["counting"]) == set(names)
+    assert metrics["spikes_counted_as"].startswith("ears: tip-base pairs joined by detected spikelets")
+    names = {"spike_by_tips": "spike_tip", "spike_by_bases": "spike_base", "spikelet": "spikelet"}
+    assert set(metrics["counting"]) == {"spike", *names}
     for what, name in names.items():
         for key in ("count_accuracy", "count_mae", "count_relative_error"):
             assert metrics["counting"][what][key] == metrics["per_type"][name][key]
     data = kapps.data.load_keypoints(
         "wheat", image_size=(64, 64), seed=0, sizes=(16, 8, 8), zoom=2.0, max_spikes=4
     )  # the recipe's scenes
+    # the spikes counted as ears: the counter metrics.json names, its thresholds among the candidates and the
+    # spikelets' the detector's, recounted here on every peak of model.keras above the lowest candidate
+    settings = dict(metrics["ear_counter"])
+    settings.pop("validation")
+    counter = EarCounter(**settings)
+    assert {counter.pair_threshold, counter.single_threshold} <= set(EAR_CANDIDATES)
+    assert counter.spikelet_threshold == pytest.approx(metrics["thresholds"]["spikelet"], abs=1e-6)
+    detector = keras.saving.load_model(out / "model.keras", compile=False)
+    test = kapps.data.pipeline(data.test, batch_size=4, training=False)
+    found, truths, _, _ = detected_points(rethresholded(detector, EAR_CANDIDATES[0]), test)
+    expected = count_scores(counter.counts(found), [int((t["types"] == 0).sum()) for t in truths])
+    assert metrics["counting"]["spike"] == pytest.approx(expected)
     truths = [targets["types"].numpy() for _, targets in data.test]
     tips, spikelets = sum(int((t == 0).sum()) for t in truths), sum(int((t == 2).sum()) for t in truths)
     assert tips >= 8 and spikelets > tips  # every image has an ear, every ear spikelets
