@@ -113,6 +113,12 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
 @click.option("--latent-dim", type=int, default=100, help="Size of the noise vector (the paper's 100).")
 @click.option("--base-filters", type=int, default=64, help="Width of the largest hidden map; doubles per step.")
 @click.option(
+    "--d-base-filters",
+    type=int,
+    default=None,
+    help="The discriminator's --base-filters, when it should differ from the generator's [default: the same].",
+)
+@click.option(
     "--average",
     type=float,
     default=AVERAGE,
@@ -145,6 +151,7 @@ def main(
     image_size: int,
     latent_dim: int,
     base_filters: int,
+    d_base_filters: int | None,
     average: float,
     augment: str,
     label_smoothing: float,
@@ -168,8 +175,12 @@ def main(
     generator_kwargs = {"latent_dim": latent_dim, "base_filters": base_filters}
     try:  # the builders' own checks, before any data is read
         kapps.models.generative.scale_steps((image_size, image_size, 1))
-        if latent_dim < 1 or base_filters < 1:
-            raise ValueError(f"--latent-dim and --base-filters must be positive, not {latent_dim} and {base_filters}")
+        d_base_filters = base_filters if d_base_filters is None else d_base_filters
+        if latent_dim < 1 or base_filters < 1 or d_base_filters < 1:
+            raise ValueError(
+                "--latent-dim, --base-filters and --d-base-filters must be positive, not "
+                f"{latent_dim}, {base_filters} and {d_base_filters}"
+            )
     except ValueError as err:
         raise OptionError(f"These options do not make a DCGAN: {err}.") from None
     out = Path(opts.out)
@@ -230,7 +241,7 @@ def main(
 
     def build() -> GAN:
         generator = kapps.models.build("dcgan_generator", **generator_kwargs)
-        discriminator = kapps.models.build("dcgan_discriminator", image_shape=image_shape, base_filters=base_filters)
+        discriminator = kapps.models.build("dcgan_discriminator", image_shape=image_shape, base_filters=d_base_filters)
         gan = GAN(
             generator,
             discriminator,
@@ -287,7 +298,7 @@ def main(
         evaluate_test=evaluate,
         config={
             **kapps.train.run_config("dcgan_generator", kwargs=generator_kwargs, data=data),
-            "discriminator": {"name": "dcgan_discriminator", "base_filters": base_filters},
+            "discriminator": {"name": "dcgan_discriminator", "base_filters": d_base_filters},
             "average": average or None,
             "augment": list(policies) or None,
             "label_smoothing": label_smoothing,

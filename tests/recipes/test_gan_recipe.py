@@ -155,8 +155,11 @@ def test_the_run_exports_with_parity_and_predicts_on_noise(run, tmp_path):
     ("args", "message"),
     [
         (["--image-size", "6"], "error: These options do not make a DCGAN: image_shape's height and width must halve"),
-        (["--latent-dim", "0"], "error: These options do not make a DCGAN: --latent-dim and --base-filters must be"),
+        (["--latent-dim", "0"], "error: These options do not make a DCGAN: --latent-dim, --base-filters and --d-base"),
+        (["--d-base-filters", "0"], "error: These options do not make a DCGAN: --latent-dim, --base-filters and --d-b"),
         (["--judge-epochs", "0"], "error: --judge-epochs must be a positive whole number, not 0."),
+        (["--label-smoothing", "0.5"], "error: --label-smoothing must be from 0 to below 0.5, not 0.5."),
+        (["--decay-from", "2"], "error: --decay-from must be a share of the epochs from 0 to 1, not 2."),
         (["--augment", "zoom"], "error: --augment takes some of color, translation, cutout, comma-separated, not"),
         (["--average", "1"], "error: --average must be a decay from 0 (no average) to below 1, not 1."),
         (["--batch-size", "5000"], "error: --batch-size 5000 is larger than the 1257 training images."),
