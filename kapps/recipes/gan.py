@@ -87,6 +87,7 @@ from kapps.train.generative import (
     fall_ratio,
     generate,
     load_judge,
+    share_over_draws,
     shown_generator,
     tanh_range,
     train_judge,
@@ -98,12 +99,14 @@ import click
 import keras
 
 SAMPLES = 1000  # generated images the judge scores, each epoch and at the end
+DRAWS = 10  # other draws of SAMPLES noise vectors the kept generator's confident share is also read on
 GRID = 100  # images of the per-epoch sample grid, 10 x 10
 CONFIDENCE = 0.9
 JUDGE_SIZE = (32, 32)  # LeNet-5's input
 REAL_LIMIT = 10_000  # real training images the judge's statistics are computed on
 AVERAGE = 0.999  # the generator's weight average that draws the samples
 LABEL_SMOOTHING = 0.0  # the discriminator's target for real images is 1 minus this
+R1_GAMMA = 0.0  # weight of the R1 penalty on the discriminator's gradients at real images (0: none)
 DECAY_FROM = 1.0  # share of the epochs after which the learning rates fall linearly to zero (1: constant)
 AUGMENT = ""  # DiffAugment's policies for the discriminator's inputs: none (measured on digits in the docstring)
 TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_ratio": 5.0}
@@ -146,6 +149,14 @@ TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_
     help="One-sided label smoothing: the discriminator's target for real images is 1 minus this.",
 )
 @click.option(
+    "--r1",
+    "r1_gamma",
+    type=float,
+    default=R1_GAMMA,
+    show_default=True,
+    help="Weight of the R1 penalty: the discriminator's squared gradient norm at real images (0: none).",
+)
+@click.option(
     "--decay-from",
     type=float,
     default=DECAY_FROM,
@@ -163,6 +174,7 @@ def main(
     average: float,
     augment: str,
     label_smoothing: float,
+    r1_gamma: float,
     decay_from: float,
     judge_path: str | None,
     judge_epochs: int,
@@ -177,6 +189,8 @@ def main(
         raise OptionError(f"--average must be a decay from 0 (no average) to below 1, not {average:g}.")
     if not 0 <= label_smoothing < 0.5:
         raise OptionError(f"--label-smoothing must be from 0 to below 0.5, not {label_smoothing:g}.")
+    if not r1_gamma >= 0:
+        raise OptionError(f"--r1 must be a weight of 0 (none) or more, not {r1_gamma:g}.")
     if not 0 <= decay_from <= 1:
         raise OptionError(f"--decay-from must be a share of the epochs from 0 to 1, not {decay_from:g}.")
     image_shape = (image_size, image_size)
@@ -257,6 +271,7 @@ def main(
             average=average or None,
             augment=policies,
             label_smoothing=label_smoothing,
+            r1_gamma=r1_gamma,
         )
         gan.compile(
             d_optimizer=keras.optimizers.Adam(learning_rate(), beta_1=BETA_1, name="d_adam"),
@@ -285,6 +300,9 @@ def main(
             "frechet_distance_real_test": judge.distance(real_test),
             "confidence": CONFIDENCE,
             "confident_share": scores["confident_share"],
+            "confident_share_other_draws": share_over_draws(
+                generator, judge, draws=DRAWS, samples=SAMPLES, confidence=CONFIDENCE
+            ),
             "class_shares": dict(zip(names, scores["class_shares"], strict=True)),
             "confident_class_shares": dict(zip(names, scores["confident_class_shares"], strict=True)),
             "smallest_class_share": scores["smallest_class_share"],
@@ -310,6 +328,7 @@ def main(
             "average": average or None,
             "augment": list(policies) or None,
             "label_smoothing": label_smoothing,
+            "r1_gamma": r1_gamma,
             "decay_from": decay_from,
             "judge": judge_source,
             "distance": DISTANCE_NOTE,

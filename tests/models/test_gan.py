@@ -24,12 +24,11 @@ LATENT = 4
 LEVEL_MEAN, LEVEL_STD = 0.4, 0.1
 
 
-def tiny_gan(
-    *, seed: int = 1, compile: bool = True, average: float | None = None, augment=None, label_smoothing: float = 0.0
-) -> GAN:
+def tiny_gan(*, seed: int = 1, compile: bool = True, **options) -> GAN:
+    """A GAN of 8 x 8 images; `options` are the GAN's (`average`, `augment`, `label_smoothing`, `r1_gamma`)."""
     generator = dcgan_generator(latent_dim=LATENT, image_shape=SHAPE, base_filters=8, name="tiny_generator")
     discriminator = dcgan_discriminator(image_shape=SHAPE, base_filters=8, name="tiny_discriminator")
-    gan = GAN(generator, discriminator, seed=seed, average=average, augment=augment, label_smoothing=label_smoothing)
+    gan = GAN(generator, discriminator, seed=seed, **options)
     if compile:
         gan.compile()
     return gan
@@ -168,6 +167,34 @@ def test_one_sided_label_smoothing_is_the_stated_discriminator_loss(tmp_path):
     assert keras.saving.load_model(tmp_path / "gan.keras", safe_mode=True).label_smoothing == pytest.approx(0.1)
     with pytest.raises(ValueError, match=r"^label_smoothing must be from 0 to below 0\.5"):
         tiny_gan(label_smoothing=0.5)
+
+
+def test_the_r1_penalty_is_the_stated_gradient_norm(tmp_path):
+    """With `r1_gamma` the discriminator's loss gains gamma / 2 times the mean over the real images of the squared
+    norm of the gradient of each one's logit with respect to its pixels, computed here apart with a tape on the
+    same networks (two GANs of the same seeds take one step on the same batch). D's probabilities, read before
+    its update, are unchanged; the generator's loss, read after it, is not."""
+    real = constant_images(8) + np.random.default_rng(1).normal(0, 0.1, size=(8, *SHAPE)).astype("float32")
+    keras.utils.set_random_seed(0)
+    plain = tiny_gan()
+    images = tf.constant(real)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        total = tf.reduce_sum(plain.discriminator(images, training=True))
+    gradients = tape.gradient(total, images).numpy()
+    penalty = float(np.mean(np.sum(gradients.reshape(8, -1) ** 2, axis=1)))
+    plain_logs = plain.train_on_batch(real, return_dict=True)
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan(r1_gamma=1000.0)  # a new discriminator's small weights give small gradients
+    logs = gan.train_on_batch(real, return_dict=True)
+    assert 500.0 * penalty > 0.05  # large enough that the loss shows it
+    assert float(logs["d_loss"]) == pytest.approx(float(plain_logs["d_loss"]) + 500.0 * penalty, rel=1e-4)
+    for key in ("d_real", "d_fake"):
+        assert float(logs[key]) == pytest.approx(float(plain_logs[key]), abs=1e-6), key
+    gan.save(tmp_path / "gan.keras")
+    assert keras.saving.load_model(tmp_path / "gan.keras", safe_mode=True).r1_gamma == pytest.approx(1000.0)
+    with pytest.raises(ValueError, match=r"^r1_gamma must be 0 or more\. Received: r1_gamma=-1"):
+        tiny_gan(r1_gamma=-1)
 
 
 def test_mismatched_networks_are_refused():

@@ -111,6 +111,18 @@ def test_history_and_metrics_hold_the_judges_numbers(run):
     samples = generate(generator, kind_for("generative").inputs((16,), 1000, split="test"))
     assert metrics["frechet_distance"] == pytest.approx(judge.distance(samples), rel=1e-4)
     assert metrics["frechet_distance"] > metrics["frechet_distance_real_test"] >= 0
+    # Beside the test noise's share, its spread over ten other draws of 1,000 (seeds 100-109), recomputed here.
+    shares = [
+        judge.scores(generate(generator, np.random.default_rng(seed).standard_normal((1000, 16)).astype("float32")))[
+            "confident_share"
+        ]
+        for seed in range(100, 110)
+    ]
+    spread = metrics["confident_share_other_draws"]
+    assert spread["draws"] == 10 and spread["samples"] == 1000
+    assert spread["mean"] == pytest.approx(np.mean(shares), abs=1e-9)
+    assert spread["sd"] == pytest.approx(np.std(shares, ddof=1), abs=1e-9)
+    assert (spread["min"], spread["max"]) == (min(shares), max(shares))
 
 
 def test_the_run_exports_with_parity_and_predicts_on_noise(run, tmp_path):
@@ -159,6 +171,7 @@ def test_the_run_exports_with_parity_and_predicts_on_noise(run, tmp_path):
         (["--d-base-filters", "0"], "error: These options do not make a DCGAN: --latent-dim, --base-filters and --d-b"),
         (["--judge-epochs", "0"], "error: --judge-epochs must be a positive whole number, not 0."),
         (["--label-smoothing", "0.5"], "error: --label-smoothing must be from 0 to below 0.5, not 0.5."),
+        (["--r1", "-1"], "error: --r1 must be a weight of 0 (none) or more, not -1."),
         (["--decay-from", "2"], "error: --decay-from must be a share of the epochs from 0 to 1, not 2."),
         (["--augment", "zoom"], "error: --augment takes some of color, translation, cutout, comma-separated, not"),
         (["--average", "1"], "error: --average must be a decay from 0 (no average) to below 1, not 1."),
