@@ -5,7 +5,9 @@ The default runs offline on the 1,797 real 8x8 digits that scikit-learn ships, s
 `--data tfds:fashion_mnist` are the usual GAN benchmarks (28 px images padded to 32). The networks are DCGAN's
 (Radford et al. 2015: strided convolutions, batch norm, ReLU / LeakyReLU 0.2, tanh output, Adam 2e-4 with beta1
 0.5) at a CPU width, trained by the `GAN` model's own `train_step` through the engine (resume, `--precision`,
-`--strategy`).
+`--strategy`), with one addition to DCGAN: an R1 penalty on the discriminator (`--r1 0.1`; Mescheder et al.,
+"Which training methods for GANs do actually converge?", ICML 2018), which on 1,257 digits is what lifted the
+samples past the mark (below).
 
 The judge. There is no validation loss to watch in a GAN, and Inception FID needs a download and reads natural
 images, so the measure here is a LeNet-5 trained first on the same data (about a minute; `--judge PATH` reuses a
@@ -31,14 +33,36 @@ sizes) and the judge's confident share on real test digits. model.keras is the g
     python -c "import numpy as np; np.save('z.npy', np.random.default_rng(0).standard_normal(100))"
     kapps predict saved_models/gan z.npy                 # predictions/z.png, the generated digit
 
-Measured with the defaults (seed 0, `time python recipes/gan.py`, two quiet cores): 11 min 53 s wall, epochs of
-6 s; the judge's distance fell from 390.4 at epoch 1 to 9.8 at the kept epoch 120 (36.6x; the issue asks for 5x;
-real test digits are at 3.0), every digit at least 8.6% of 1,000 samples (asks 5%), but **83.0%** of them read with
-confidence >= 0.9 (asks 85%: not met; real test digits: 98.6%). The share was still creeping up (validation noise:
-0.69 at epoch 20, 0.75 at 40, 0.77 at 60, 0.80 at 80, 100 and 120); 140 epochs (14 min 22 s) ended at 82.7% with a
-distance of 8.9.
+Measured with the defaults (seed 0, `time python recipes/gan.py`, two quiet cores): 12 min 48 s wall, epochs of 6 s
+(11 min 53 s without the penalty: its second gradient costs little at this size); the judge's distance on the
+validation noise fell from 384.5 at epoch 1 to 3.3 at the kept epoch 120 (117.1x; the issue asks for 5x), and is 3.8
+on the test noise (real test digits are at 3.0 from the training digits); every digit is at least 8.1% of 1,000
+samples (asks 5%), and **85.5%** of them read with confidence >= 0.9 (asks 85%; real test digits: 98.6%). That share
+is of one draw of 1,000, the kind's test noise, and one draw moves it by about 1.3 points: on ten other draws
+(metrics.json's `confident_share_other_draws`) it was 85.3% on average (sd 1.6 points, 83.2% to 87.5%), so the mark
+is met, by less than a draw's spread.
 
-Tried against that share, each measured with seed 0 on quiet cores:
+R1 against its weight, each a full default run but for `--r1` (seed 0; 0.01 and 0.1 ran side by side, which
+changes their times, not their scores): the discriminator's squared gradient norm at the real digits was about
+350 by epoch 120 without it, against a cross-entropy near 1, so 0.01 to 1 bracket it. The shares are confident
+readings of 1,000 samples, the distances the judge's on the test noise; the last column is the validation noise's
+share and distance averaged over the last 10 epochs.
+
+| `--r1` | share, test noise | other draws: mean (sd) | distance | validation noise, last 10 epochs |
+|---|---|---|---|---|
+| 0 (DCGAN as published) | 83.0% | 78.6% (1.1, 20 draws) | 9.8 | 0.79, 11.0 |
+| 0.01 | 82.7% | 82.6% (1.4) | 6.1 | 0.82, 7.2 |
+| **0.1** | **85.5%** | **85.3% (1.6)** | **3.8** | 0.86, **3.4** |
+| 1 | 83.5% | 85.7% (1.2) | 3.6 | 0.87, 4.5 |
+
+The default is 0.1, the weight of lowest distance over the last epochs on the validation noise (the measure that
+keeps the epoch); 1 reads a little more of the validation noise's samples confidently, and the two are a draw's
+spread apart on other noise. The test noise happens to favour 0.1 (1 gave 83.5% on it, 85.7% on other draws).
+Without the penalty the share had stalled near 0.80 on the validation noise from epoch 80 (0.69 at epoch 20, 0.75
+at 40, 0.77 at 60), and 140 epochs (14 min 22 s) ended at 82.7%; its 83.0% on the test noise was the lucky side
+of that draw (78.6% on average over 20 others).
+
+Tried before R1, without it, against that share, each measured with seed 0 on quiet cores:
 
 - the generator's weight average (`--average`, on by default at 0.999) against the raw generator in one run, judged
   side by side every epoch: decays 0.99 to 0.999 within a point or two of the raw generator's share (epoch 75: raw
@@ -106,7 +130,7 @@ JUDGE_SIZE = (32, 32)  # LeNet-5's input
 REAL_LIMIT = 10_000  # real training images the judge's statistics are computed on
 AVERAGE = 0.999  # the generator's weight average that draws the samples
 LABEL_SMOOTHING = 0.0  # the discriminator's target for real images is 1 minus this
-R1_GAMMA = 0.0  # weight of the R1 penalty on the discriminator's gradients at real images (0: none)
+R1_GAMMA = 0.1  # weight of the R1 penalty on the discriminator's gradients at real images (0: none)
 DECAY_FROM = 1.0  # share of the epochs after which the learning rates fall linearly to zero (1: constant)
 AUGMENT = ""  # DiffAugment's policies for the discriminator's inputs: none (measured on digits in the docstring)
 TARGETS = {"confident_share": 0.85, "smallest_class_share": 0.05, "frechet_fall_ratio": 5.0}

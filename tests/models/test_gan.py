@@ -203,11 +203,12 @@ def test_mismatched_networks_are_refused():
         GAN(generator, dcgan_discriminator(image_shape=SHAPE, base_filters=4))
 
 
+@pytest.mark.parametrize("r1_gamma", [0.0, 0.1])
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_a_step_under_mixed_precision(policy):
+def test_a_step_under_mixed_precision(policy, r1_gamma):
     keras.utils.set_random_seed(0)
     with precision_policy(policy):
-        gan = tiny_gan()
+        gan = tiny_gan(r1_gamma=r1_gamma)
         before = [np.asarray(w) for w in gan.generator.trainable_weights]
         logs = gan.train_on_batch(constant_images(8), return_dict=True)
     assert gan.generator.get_layer("projection").compute_dtype == policy.split("_")[1]

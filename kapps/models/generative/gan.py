@@ -80,7 +80,8 @@ class GAN(keras.Model):
         r1_gamma: the weight of the R1 penalty (Mescheder et al., "Which training methods for GANs do actually
             converge?", ICML 2018): the discriminator's loss gains `r1_gamma / 2` times the mean squared norm of
             the gradient of its logit with respect to each real image, so that it stays flat on the data rather
-            than sharpening without end around the images it has learnt. 0 is none.
+            than sharpening without end around the images it has learnt (the logged `d_loss` includes it). 0 is
+            none.
     """
 
     def __init__(
