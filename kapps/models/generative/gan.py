@@ -197,11 +197,9 @@ class GAN(keras.Model):
 
         with tf.GradientTape() as tape:
             fake = self.generator(self.noise(batch), training=True)
-            real_logits, penalty = self._real_logits(self._seen(real))
+            real_logits, r1_term = self._real_logits(self._seen(real))
             fake_logits = self.discriminator(self._seen(fake), training=True)
-            d_loss = _bce(True, real_logits, real_label=1 - self.label_smoothing) + _bce(False, fake_logits)
-            if self.r1_gamma:
-                d_loss += 0.5 * self.r1_gamma * penalty
+            d_loss = _bce(True, real_logits, real_label=1 - self.label_smoothing) + _bce(False, fake_logits) + r1_term
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -217,17 +215,18 @@ class GAN(keras.Model):
         return self._update(d_loss, g_loss, real_logits, fake_logits)
 
     def _real_logits(self, real):
-        """The discriminator's logits on the real images and, with `r1_gamma`, the R1 penalty: the mean over the
-        batch of the squared norm of each image's gradient of its logit (None without)."""
+        """The discriminator's logits on the real images, and the R1 term of its loss: `r1_gamma / 2` times the mean
+        over the batch of the squared norm of each image's gradient of its logit (0.0 without `r1_gamma`)."""
         if not self.r1_gamma:
-            return self.discriminator(real, training=True), None
+            return self.discriminator(real, training=True), 0.0
         real = tf.cast(real, tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(real)
             logits = self.discriminator(real, training=True)
             total = tf.reduce_sum(tf.cast(logits, tf.float32))
         gradients = tape.gradient(total, real)
-        return logits, tf.reduce_mean(tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients))))
+        squared_norms = tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients)))
+        return logits, 0.5 * self.r1_gamma * tf.reduce_mean(squared_norms)
 
     def _average_step(self):
         """Move the average of the generator's weights towards their values after this step."""
